@@ -1,0 +1,81 @@
+"""Spec -> torch.nn.Sequential, with seeded, spec-controlled weight initialisation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .layers import Block, Layer, _Weighted
+from .spec.base import Shape
+from .spec.schema import Spec
+from .spec.validate import output_width, resolve_auto
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .data.sources import SourceInfo
+
+_INITS = {
+    "xavier": "xavier_uniform_", "xavier_uniform": "xavier_uniform_",
+    "xavier_normal": "xavier_normal_", "kaiming": "kaiming_uniform_",
+    "kaiming_uniform": "kaiming_uniform_", "kaiming_normal": "kaiming_normal_",
+    "orthogonal": "orthogonal_", "zeros": "zeros_",
+}
+
+
+def _init(module: nn.Module, layer: _Weighted, spec: Spec) -> None:
+    import torch
+    from torch import nn
+
+    weight_init = layer.init or spec.init.weight
+    bias_init = layer.bias_init or spec.init.bias
+    weight = getattr(module, "weight", None)
+    bias = getattr(module, "bias", None)
+    with torch.no_grad():
+        if weight is not None and weight_init != "default":
+            if weight_init == "normal":
+                nn.init.normal_(weight, 0.0, 0.01)
+            elif weight_init.startswith("kaiming"):
+                getattr(nn.init, _INITS[weight_init])(weight, nonlinearity="relu")
+            else:
+                getattr(nn.init, _INITS[weight_init])(weight)
+        if bias is not None and bias_init == "zeros":
+            nn.init.zeros_(bias)
+
+
+def _build(layers: list[Layer], inp: Shape, spec: Spec) -> tuple[list[nn.Module], Shape]:
+    from torch import nn
+
+    modules: list[nn.Module] = []
+    for layer in layers:
+        if isinstance(layer, Block):
+            copies = []
+            for _ in range(layer.repeat):
+                inner, inp = _build(layer.layers, inp, spec)
+                copies.extend(inner)
+            modules.append(nn.Sequential(*copies))
+            continue
+        module = layer.build(inp)
+        if isinstance(layer, _Weighted):
+            _init(module, layer, spec)
+        modules.append(module)
+        inp = layer.out_shape(inp)
+    return modules, inp
+
+
+def compile_spec(spec: Spec, info: SourceInfo | None = None) -> nn.Sequential:
+    """Build the network of `spec` as nn.Sequential: input (batch, *input_shape).
+
+    `info` (from `spec.data.info()` by default) sizes `units: auto` and the input.
+    The same spec and seed always give the same initial weights.
+    """
+    import torch
+    from torch import nn
+
+    info = info or spec.data.info()
+    inp: Shape = tuple(spec.input) if spec.input else info.input_shape
+    layers = resolve_auto(spec.model, output_width(spec, info))
+    # Seed here, not globally, so compiling never depends on what ran before.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        modules, _ = _build(layers, inp, spec)
+    return nn.Sequential(*modules)

@@ -1,0 +1,138 @@
+"""Split the data (seeded, stratified) and fit the preprocessing on the training split only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import DataError
+from .sources import Arrays, DataSource, Split
+
+if TYPE_CHECKING:
+    from ..spec.schema import Spec
+
+
+@dataclass
+class Scaler:
+    """A fitted affine scaling `(x - offset) / scale`, stored with the model (JSON-able).
+
+    offset, scale: shape of one sample (input_shape, or (targets,) for regression targets).
+    """
+
+    kind: str
+    offset: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, kind: str, X: np.ndarray) -> Scaler:
+        """Fit on `X` (n, *shape): 'standard', 'minmax' or 'none'."""
+        shape = X.shape[1:]
+        if kind == "none" or len(X) == 0:
+            return cls("none", np.zeros(shape, np.float32), np.ones(shape, np.float32))
+        X64 = X.astype(np.float64)
+        if kind == "standard":
+            offset, scale = X64.mean(axis=0), X64.std(axis=0)
+        elif kind == "minmax":
+            offset, scale = X64.min(axis=0), X64.max(axis=0) - X64.min(axis=0)
+        else:
+            raise DataError(f"unknown normalization {kind!r}")
+        # A constant feature would divide by zero: leave it unscaled.
+        scale = np.where(scale < 1e-12, 1.0, scale)
+        return cls(kind, offset.astype(np.float32), scale.astype(np.float32))
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Scaled copy of X (n, *shape), float32."""
+        return ((X - self.offset) / self.scale).astype(np.float32)
+
+    def inverse(self, Y: np.ndarray) -> np.ndarray:
+        """Undo `transform`."""
+        return (Y * self.scale + self.offset).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (lists), for the artifact and checkpoints."""
+        return {"kind": self.kind, "offset": self.offset.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scaler:
+        """Inverse of `to_dict`."""
+        return cls(d["kind"], np.asarray(d["offset"], np.float32),
+                   np.asarray(d["scale"], np.float32))
+
+
+@dataclass
+class Prepared:
+    """Train / validation / test arrays, already scaled, with the fitted scalers.
+
+    X_*: (n, *input_shape) float32, scaled. y_*: (n,) int64 class indices, or
+    (n, targets) float32 (scaled when target_normalize is set) for regression.
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    x_scaler: Scaler
+    y_scaler: Scaler | None
+    feature_names: list[str]
+    class_labels: list[str] | None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample (no batch axis)."""
+        return tuple(self.X_train.shape[1:])
+
+
+def split_indices(n: int, split: Split, seed: int, y: np.ndarray | None) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded (train, val, test) index arrays; stratified on `y` when it is given."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(n)
+    parts: list[np.ndarray] = []
+    rest, rest_y = idx, y
+    for frac, remaining in ((split.test, 1.0), (split.validation, 1.0 - split.test)):
+        size = frac / remaining
+        if size <= 0:
+            parts.append(idx[:0])
+            continue
+        try:
+            rest, held = train_test_split(rest, test_size=size, random_state=seed,
+                                          stratify=rest_y)
+        except ValueError as exc:
+            raise DataError(f"cannot split {n} rows with {split.model_dump()}: {exc}") from None
+        rest_y = y[rest] if y is not None else None
+        parts.append(held)
+    return np.sort(rest), np.sort(parts[1]), np.sort(parts[0])
+
+
+def prepare_arrays(data: DataSource, arrays: Arrays, seed: int, regression: bool,
+                   train_idx: np.ndarray | None = None, val_idx: np.ndarray | None = None,
+                   test_idx: np.ndarray | None = None) -> Prepared:
+    """Split `arrays` (or use the given indices) and scale with statistics of train only."""
+    X, y = arrays.X, arrays.y
+    if train_idx is None:
+        strat = y if data.split.stratify and not regression else None
+        train_idx, val_idx, test_idx = split_indices(len(X), data.split, seed, strat)
+    assert val_idx is not None and test_idx is not None
+    if len(train_idx) == 0:
+        raise DataError("the training split is empty")
+    x_scaler = Scaler.fit(data.normalize, X[train_idx])
+    y_scaler = None
+    if regression:
+        y_scaler = Scaler.fit(data.target_normalize, y[train_idx])
+    ys = y_scaler.transform if y_scaler is not None else (lambda a: a)
+    return Prepared(
+        x_scaler.transform(X[train_idx]), ys(y[train_idx]),
+        x_scaler.transform(X[val_idx]), ys(y[val_idx]),
+        x_scaler.transform(X[test_idx]), ys(y[test_idx]),
+        x_scaler, y_scaler, arrays.feature_names, arrays.class_labels)
+
+
+def prepare(spec: Spec) -> Prepared:
+    """Load the spec's data source and split and scale it (seeded by `spec.seed`)."""
+    arrays = spec.data.load(spec.seed)
+    return prepare_arrays(spec.data, arrays, spec.seed, spec.task == "regression")

@@ -1,0 +1,1 @@
+"""The spec language: loading with source positions, the pydantic schema, validation."""

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .errors import Issue, SpecError
 from .layers import Block, Layer, _Weighted
+from .shapes import LocatedShapeError, infer
 from .spec.base import Shape
+from .spec.load import format_path
 from .spec.schema import Spec
 from .spec.validate import output_width, resolve_auto
 
@@ -63,10 +66,12 @@ def _build(layers: list[Layer], inp: Shape, spec: Spec) -> tuple[list[nn.Module]
 
 
 def compile_spec(spec: Spec, info: SourceInfo | None = None) -> nn.Sequential:
-    """Build the network of `spec` as nn.Sequential: input (batch, *input_shape).
+    """Build the network of `spec` as nn.Sequential: input (batch, *input_shape) ->
+    output (batch, width).
 
-    `info` (from `spec.data.info()` by default) sizes `units: auto` and the input.
-    The same spec and seed always give the same initial weights.
+    `info` (from `spec.data.info()` by default) sizes `units: auto` and the input. The
+    same spec and seed always give the same initial weights, whatever ran before (the
+    global torch RNG is left as it was). Raises SpecError if a layer cannot take its input.
     """
     import torch
     from torch import nn
@@ -74,6 +79,10 @@ def compile_spec(spec: Spec, info: SourceInfo | None = None) -> nn.Sequential:
     info = info or spec.data.info()
     inp: Shape = tuple(spec.input) if spec.input else info.input_shape
     layers = resolve_auto(spec.model, output_width(spec, info))
+    try:  # the same shape check as `specnet validate`, so a bad spec fails with its path
+        infer(layers, inp)
+    except LocatedShapeError as exc:
+        raise SpecError([Issue(format_path(exc.path), str(exc))]) from None
     # Seed here, not globally, so compiling never depends on what ran before.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)

@@ -41,16 +41,21 @@ def _fmt_rank(rank: int) -> str:
 
 
 class Layer(Tagged):
-    """Base of every layer. `shape` maps input to output shape; `params` counts weights."""
+    """Base of every layer. `out_shape` maps input to output shape; `param_count` counts
+    weights and buffers; `build` makes the torch module."""
 
+    kind = "layer"
     type: str
+    """Layer type, a name in LAYERS."""
 
     def out_shape(self, inp: Shape) -> Shape:
         """Output shape for an input of shape `inp` (no batch axis)."""
         return inp
 
     def param_count(self, inp: Shape) -> tuple[int, int]:
-        """(trainable parameters, non-trainable buffers) for input shape `inp`."""
+        """(trainable parameters, buffer elements) for input shape `inp`; they equal
+        `sum(p.numel() for p in m.parameters())` and `sum(b.numel() for b in m.buffers())`
+        of the built module `m`."""
         return (0, 0)
 
     def build(self, inp: Shape) -> nn.Module:
@@ -174,12 +179,19 @@ class PReLU(Layer):
 class _SoftmaxBase(_Simple):
     primary = "dim"
     dim: int = -1
-    """Axis to normalise over, counting the batch axis as 0 (-1: the last axis)."""
+    """Axis to normalise over, counting the batch axis as 0 (-1: the last axis; 0, the
+    batch axis, is not allowed)."""
 
     def out_shape(self, inp: Shape) -> Shape:
-        if not -(len(inp) + 1) <= self.dim <= len(inp):
+        axes = len(inp) + 1
+        if not -axes <= self.dim < axes:
             raise ShapeMismatch(f"{self.type} dim {self.dim} is out of range for input "
-                                f"{_fmt(inp)} (batch axis included: {len(inp) + 1} axes)")
+                                f"{_fmt(inp)} (batch axis included: {axes} axes, so dim is "
+                                f"1..{axes - 1} or -1..-{axes - 1})")
+        if self.dim % axes == 0:
+            # Normalising over the batch would make each prediction depend on the others.
+            raise ShapeMismatch(f"{self.type} dim {self.dim} is the batch axis; use dim 1 "
+                                "(or -1) to normalise over the features")
         return inp
 
 
@@ -233,17 +245,10 @@ class Linear(_Weighted):
 
     type: Literal["linear"] = "linear"
     primary = "units"
-    units: int | Literal["auto"] = Field(..., json_schema_extra={"minimum": 1})
+    units: Annotated[int, Field(ge=1)] | Literal["auto"]
     """Output width; `auto` sizes it from the data (classes or target width)."""
     bias: bool = True
     """Learn an additive bias."""
-
-    @field_validator("units")
-    @classmethod
-    def _positive(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError("units must be at least 1")
-        return v
 
     def _units(self) -> int:
         if not isinstance(self.units, int):
@@ -265,28 +270,36 @@ class Linear(_Weighted):
         return nn.Linear(inp[0], self._units(), bias=self.bias)
 
 
-IntOrPair = int | tuple[int, int]
+PosInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+IntOrPair = PosInt | tuple[PosInt, PosInt]
+"""A positive size, or [height, width] for the 2-d layers."""
+PadOrPair = NonNegInt | tuple[NonNegInt, NonNegInt]
 
 
-def _pair(v: IntOrPair, n: int) -> tuple[int, ...]:
+def _pair(v: int | tuple[int, ...], n: int) -> tuple[int, ...]:
     return (v,) * n if isinstance(v, int) else tuple(v)
+
+
+_AXES = {2: "channels, length", 3: "channels, height, width"}
 
 
 class _Conv(_Weighted):
     primary = "out_channels"
-    rank: ClassVar[int] = 2
+    rank: ClassVar[int] = 3
     out_channels: int = Field(..., ge=1)
     """Number of output channels (filters)."""
     kernel_size: IntOrPair = 3
     """Kernel size (int, or [h, w] for conv2d)."""
     stride: IntOrPair = 1
     """Step between kernel positions."""
-    padding: IntOrPair | Literal["same", "valid"] = 0
-    """Zero padding on each side, or 'same' (output size = input size, stride 1)."""
+    padding: PadOrPair | Literal["same", "valid"] = 0
+    """Zero padding on each side, or 'same' (output size = input size, stride 1), or
+    'valid' (no padding)."""
     dilation: IntOrPair = 1
     """Spacing between kernel elements."""
     groups: int = Field(1, ge=1)
-    """Blocked connections from input to output channels."""
+    """Blocked connections from input to output channels; must divide both channel counts."""
     bias: bool = True
     """Learn an additive bias."""
 
@@ -294,8 +307,7 @@ class _Conv(_Weighted):
         return self.rank - 1
 
     def out_shape(self, inp: Shape) -> Shape:
-        names = {2: "channels, length", 3: "channels, height, width"}
-        _need_rank(self.type, inp, {self.rank: names[self.rank]},
+        _need_rank(self.type, inp, {self.rank: _AXES[self.rank]},
                    "; add `- reshape: [...]` before it" if len(inp) == 1 else "")
         if inp[0] % self.groups or self.out_channels % self.groups:
             raise ShapeMismatch(f"groups={self.groups} must divide in_channels={inp[0]} and "
@@ -304,14 +316,16 @@ class _Conv(_Weighted):
         k, s, d = _pair(self.kernel_size, n), _pair(self.stride, n), _pair(self.dilation, n)
         if self.padding == "same":
             if any(x != 1 for x in s):
-                raise ShapeMismatch("padding 'same' needs stride 1")
+                raise ShapeMismatch("padding 'same' needs stride 1; give a number instead")
             return (self.out_channels, *inp[1:])
         p = (0,) * n if self.padding == "valid" else _pair(self.padding, n)
+        # torch's formula: floor((size + 2p - d(k-1) - 1) / s) + 1, per spatial axis
         out = tuple((size + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1
                     for i, size in enumerate(inp[1:]))
         if any(o < 1 for o in out):
             raise ShapeMismatch(f"kernel {_fmt(k)} does not fit input {_fmt(inp)} "
-                                f"(output would be {_fmt((self.out_channels, *out))})")
+                                f"(output would be {_fmt((self.out_channels, *out))}); "
+                                "use a smaller kernel or add padding")
         return (self.out_channels, *out)
 
     def param_count(self, inp: Shape) -> tuple[int, int]:
@@ -323,8 +337,16 @@ class _Conv(_Weighted):
         from torch import nn
 
         cls: Any = nn.Conv1d if self.rank == 2 else nn.Conv2d
+        padding: Any = self.padding
+        if padding == "same":
+            n = self._dims()
+            total = [d * (k - 1) for k, d in zip(_pair(self.kernel_size, n),
+                                                 _pair(self.dilation, n), strict=True)]
+            if all(t % 2 == 0 for t in total):
+                # symmetric: plain numbers, the same result without torch's 'same' path
+                padding = tuple(t // 2 for t in total)
         return cls(inp[0], self.out_channels, self.kernel_size, stride=self.stride,
-                   padding=self.padding, dilation=self.dilation, groups=self.groups,
+                   padding=padding, dilation=self.dilation, groups=self.groups,
                    bias=self.bias)
 
 
@@ -337,8 +359,9 @@ class Conv1d(_Conv):
     """Kernel length."""
     stride: int = Field(1, ge=1)
     """Step between kernel positions."""
-    padding: int | Literal["same", "valid"] = 0
-    """Zero padding on each side, or 'same'."""
+    padding: NonNegInt | Literal["same", "valid"] = 0
+    """Zero padding on each side, or 'same' (output length = input length, stride 1), or
+    'valid' (no padding)."""
     dilation: int = Field(1, ge=1)
     """Spacing between kernel elements."""
 
@@ -354,15 +377,14 @@ class _Pool(Layer):
     primary = "kernel_size"
     rank: ClassVar[int] = 3
     kernel_size: IntOrPair = 2
-    """Pooling window."""
+    """Pooling window (int, or [h, w] for the 2-d pools)."""
     stride: IntOrPair | None = None
     """Step between windows (default: the window size)."""
-    padding: IntOrPair = 0
-    """Implicit padding on each side."""
+    padding: PadOrPair = 0
+    """Implicit padding on each side (at most half the window)."""
 
     def out_shape(self, inp: Shape) -> Shape:
-        names = {2: "channels, length", 3: "channels, height, width"}
-        _need_rank(self.type, inp, {self.rank: names[self.rank]})
+        _need_rank(self.type, inp, {self.rank: _AXES[self.rank]})
         n = self.rank - 1
         k = _pair(self.kernel_size, n)
         s = _pair(self.stride, n) if self.stride is not None else k
@@ -371,7 +393,8 @@ class _Pool(Layer):
             raise ShapeMismatch(f"padding {_fmt(p)} must be at most half the window {_fmt(k)}")
         out = tuple((size + 2 * p[i] - k[i]) // s[i] + 1 for i, size in enumerate(inp[1:]))
         if any(o < 1 for o in out):
-            raise ShapeMismatch(f"window {_fmt(k)} does not fit input {_fmt(inp)}")
+            raise ShapeMismatch(f"window {_fmt(k)} does not fit input {_fmt(inp)}; "
+                                "use a smaller window")
         return (inp[0], *out)
 
     def build(self, inp: Shape) -> nn.Module:
@@ -380,6 +403,16 @@ class _Pool(Layer):
         name = ("Max" if self.type.startswith("max") else "Avg") + f"Pool{self.rank - 1}d"
         return getattr(nn, name)(self.kernel_size, stride=self.stride,
                                  padding=self.padding)
+
+
+class _Pool1d(_Pool):
+    rank = 2
+    kernel_size: int = Field(2, ge=1)
+    """Pooling window length."""
+    stride: int | None = Field(None, ge=1)
+    """Step between windows (default: the window length)."""
+    padding: int = Field(0, ge=0)
+    """Implicit padding on each side (at most half the window)."""
 
 
 class MaxPool2d(_Pool):
@@ -394,18 +427,16 @@ class AvgPool2d(_Pool):
     type: Literal["avgpool2d"] = "avgpool2d"
 
 
-class MaxPool1d(_Pool):
+class MaxPool1d(_Pool1d):
     """Maximum over each window of (channels, length)."""
 
     type: Literal["maxpool1d"] = "maxpool1d"
-    rank = 2
 
 
-class AvgPool1d(_Pool):
+class AvgPool1d(_Pool1d):
     """Mean over each window of (channels, length)."""
 
     type: Literal["avgpool1d"] = "avgpool1d"
-    rank = 2
 
 
 class AdaptiveAvgPool2d(Layer):
@@ -417,7 +448,7 @@ class AdaptiveAvgPool2d(Layer):
     """Output height and width (int, or [h, w])."""
 
     def out_shape(self, inp: Shape) -> Shape:
-        _need_rank(self.type, inp, {3: "channels, height, width"})
+        _need_rank(self.type, inp, {3: _AXES[3]})
         return (inp[0], *_pair(self.output_size, 2))
 
     def build(self, inp: Shape) -> nn.Module:
@@ -435,7 +466,7 @@ class AdaptiveAvgPool1d(Layer):
     """Output length."""
 
     def out_shape(self, inp: Shape) -> Shape:
-        _need_rank(self.type, inp, {2: "channels, length"})
+        _need_rank(self.type, inp, {2: _AXES[2]})
         return (inp[0], self.output_size)
 
     def build(self, inp: Shape) -> nn.Module:
@@ -464,7 +495,8 @@ class BatchNorm(Layer):
         return inp
 
     def param_count(self, inp: Shape) -> tuple[int, int]:
-        return (2 * inp[0] if self.affine else 0, 2 * inp[0])
+        # buffers: running mean and variance per channel, plus the num_batches_tracked count
+        return (2 * inp[0] if self.affine else 0, 2 * inp[0] + 1)
 
     def build(self, inp: Shape) -> nn.Module:
         from torch import nn

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,6 +13,9 @@ from .sources import Arrays, DataSource, Split
 
 if TYPE_CHECKING:
     from ..spec.schema import Spec
+
+
+_KINDS = ("none", "standard", "minmax")
 
 
 @dataclass
@@ -56,9 +60,23 @@ class Scaler:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Scaler:
-        """Inverse of `to_dict`."""
-        return cls(d["kind"], np.asarray(d["offset"], np.float32),
-                   np.asarray(d["scale"], np.float32))
+        """Inverse of `to_dict`; a damaged record is a DataError, not a crash later."""
+        try:
+            kind = d["kind"]
+            offset = np.asarray(d["offset"], np.float32)
+            scale = np.asarray(d["scale"], np.float32)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"bad scaler record (needs kind, offset, scale): {exc!r}") from None
+        if kind not in _KINDS:
+            raise DataError(f"bad scaler record: kind {kind!r}, expected one of "
+                            f"{', '.join(_KINDS)}")
+        if offset.shape != scale.shape:
+            raise DataError(f"bad scaler record: offset {offset.shape} and scale "
+                            f"{scale.shape} differ in shape")
+        if not (np.isfinite(offset).all() and np.isfinite(scale).all() and scale.all()):
+            raise DataError("bad scaler record: offset and scale must be finite, scale "
+                            "nonzero")
+        return cls(kind, offset, scale)
 
 
 @dataclass
@@ -88,36 +106,89 @@ class Prepared:
 
 def split_indices(n: int, split: Split, seed: int, y: np.ndarray | None) -> tuple[
         np.ndarray, np.ndarray, np.ndarray]:
-    """Seeded (train, val, test) index arrays; stratified on `y` when it is given."""
+    """Seeded (train, val, test) index arrays; stratified on `y` when it is given.
+
+    Each held-out part gets ceil(fraction * n) rows, counted on the whole set.
+    """
     from sklearn.model_selection import train_test_split
 
+    where = f"cannot split {n} rows into train / validation {split.validation:g} / test " \
+            f"{split.test:g}"
+    if n == 0:
+        raise DataError(f"{where}: the data set is empty")
+    # Integer counts: a fraction of the remainder (0.1 / 0.7) can round up one too many.
+    counts = [math.ceil(frac * n - 1e-9) for frac in (split.test, split.validation)]
+    if sum(counts) >= n:
+        raise DataError(f"{where}: {counts[0]} test and {counts[1]} validation rows leave "
+                        "none to train on; add rows or lower the fractions")
     idx = np.arange(n)
     parts: list[np.ndarray] = []
     rest, rest_y = idx, y
-    for frac, remaining in ((split.test, 1.0), (split.validation, 1.0 - split.test)):
-        size = frac / remaining
-        if size <= 0:
+    for count in counts:
+        if count <= 0:
             parts.append(idx[:0])
             continue
         try:
-            rest, held = train_test_split(rest, test_size=size, random_state=seed,
+            rest, held = train_test_split(rest, test_size=count, random_state=seed,
                                           stratify=rest_y)
         except ValueError as exc:
-            raise DataError(f"cannot split {n} rows with {split.model_dump()}: {exc}") from None
+            hint = ("; with stratify every class needs rows in every split: add rows, or "
+                    "set data.split.stratify: false") if y is not None else ""
+            raise DataError(f"{where}: {exc}{hint}") from None
         rest_y = y[rest] if y is not None else None
         parts.append(held)
     return np.sort(rest), np.sort(parts[1]), np.sort(parts[0])
+
+
+def _check_strata(y: np.ndarray, labels: list[str] | None) -> None:
+    """A stratified split needs two rows of every class; name the classes that lack them."""
+    counts = np.bincount(y)
+    names = labels if labels and len(labels) == len(counts) else [str(c) for c in
+                                                                  range(len(counts))]
+    rare = [names[c] for c, k in enumerate(counts) if k == 1]
+    if rare:
+        shown = ", ".join(map(repr, rare[:5])) + (", ..." if len(rare) > 5 else "")
+        raise DataError(f"a stratified split needs at least 2 rows of every class; "
+                        f"{len(rare)} class(es) have 1 row: {shown}; add rows, or set "
+                        "data.split.stratify: false")
+
+
+def for_task(arrays: Arrays, regression: bool) -> Arrays:
+    """The arrays with targets in the form the task trains on.
+
+    Whole-number targets of CSV and NPZ files load as classes and keep their numbers in
+    `extra["target_values"]`; for regression those numbers become y (n, targets) float32.
+    """
+    y = arrays.y
+    if regression:
+        if y.dtype.kind == "f":
+            return replace(arrays, y=y.reshape(len(y), -1).astype(np.float32),
+                           class_labels=None)
+        values = arrays.extra.get("target_values")
+        if values is None:
+            raise DataError("the task is regression but the targets are class labels; "
+                            "use task: classification (or binary)")
+        return replace(arrays, y=values, class_labels=None)
+    if y.dtype.kind == "f":
+        raise DataError("the task is classification but the targets are continuous values; "
+                        "use task: regression")
+    return arrays
 
 
 def prepare_arrays(data: DataSource, arrays: Arrays, seed: int, regression: bool,
                    train_idx: np.ndarray | None = None, val_idx: np.ndarray | None = None,
                    test_idx: np.ndarray | None = None) -> Prepared:
     """Split `arrays` (or use the given indices) and scale with statistics of train only."""
+    arrays = for_task(arrays, regression)
     X, y = arrays.X, arrays.y
     if train_idx is None:
         strat = y if data.split.stratify and not regression else None
+        if strat is not None and (data.split.test or data.split.validation):
+            _check_strata(strat, arrays.class_labels)
         train_idx, val_idx, test_idx = split_indices(len(X), data.split, seed, strat)
-    assert val_idx is not None and test_idx is not None
+    none = np.arange(0)
+    val_idx = none if val_idx is None else val_idx
+    test_idx = none if test_idx is None else test_idx
     if len(train_idx) == 0:
         raise DataError("the training split is empty")
     x_scaler = Scaler.fit(data.normalize, X[train_idx])

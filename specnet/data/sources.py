@@ -24,6 +24,7 @@ class SourceInfo:
 
     input_shape: Shape
     kind: Literal["classification", "regression", "any"]
+    """What the targets are; "any": whole numbers, classes or values as the task says."""
     n_classes: int | None = None
     n_targets: int = 1
     feature_names: tuple[str, ...] = ()
@@ -32,7 +33,11 @@ class SourceInfo:
 @dataclass
 class Arrays:
     """A loaded data set. X: (n, *input_shape) float32. y: (n,) int64 class indices
-    for classification, (n, targets) float32 for regression."""
+    for classification, (n, targets) float32 for regression.
+
+    extra["target_values"]: (n, targets) float32, set when whole-number targets were
+    loaded as classes (SourceInfo.kind "any"); `prepare.for_task` trains regression on it.
+    """
 
     X: np.ndarray
     y: np.ndarray
@@ -80,7 +85,8 @@ class DataSource(Tagged):
 
 
 def _sk_arrays(X: Any, y: Any, names: list[str] | None = None,
-               labels: list[str] | None = None, regression: bool = False) -> Arrays:
+               labels: list[str] | None = None, regression: bool = False,
+               n_classes: int | None = None) -> Arrays:
     import numpy as np
 
     X = np.asarray(X, dtype=np.float32)
@@ -88,7 +94,9 @@ def _sk_arrays(X: Any, y: Any, names: list[str] | None = None,
         y = np.asarray(y, dtype=np.float32).reshape(len(y), -1)
     else:
         y = np.asarray(y, dtype=np.int64)
-        labels = labels or [str(c) for c in range(int(y.max()) + 1)]
+        # The declared class count, not the labels seen: a small sample may miss a class.
+        count = n_classes if n_classes is not None else int(y.max()) + 1
+        labels = labels or [str(c) for c in range(count)]
     names = names or [f"x{i}" for i in range(X.shape[1])]
     return Arrays(X, y, list(names), labels)
 
@@ -181,7 +189,7 @@ class Blobs(DataSource):
 
         X, y = make_blobs(self.n_samples, n_features=self.n_features, centers=self.centers,
                           cluster_std=self.cluster_std, random_state=seed)
-        return _sk_arrays(X, y)
+        return _sk_arrays(X, y, n_classes=self.centers)
 
 
 class Classification(DataSource):
@@ -211,7 +219,8 @@ class Classification(DataSource):
             raise ValueError(f"n_informative ({self.n_informative}) + n_redundant "
                              f"({self.n_redundant}) must be at most n_features "
                              f"({self.n_features})")
-        if self.n_classes * self.n_clusters_per_class > 2**self.n_informative:
+        # bit_length, not 2**n_informative: a huge n_informative must not hang validation
+        if (self.n_classes * self.n_clusters_per_class - 1).bit_length() > self.n_informative:
             raise ValueError(f"n_classes * n_clusters_per_class "
                              f"({self.n_classes * self.n_clusters_per_class}) must be at most "
                              f"2**n_informative ({2**self.n_informative})")
@@ -228,7 +237,7 @@ class Classification(DataSource):
             n_redundant=self.n_redundant, n_classes=self.n_classes,
             n_clusters_per_class=self.n_clusters_per_class, class_sep=self.class_sep,
             flip_y=self.flip_y, random_state=seed)
-        return _sk_arrays(X, y)
+        return _sk_arrays(X, y, n_classes=self.n_classes)
 
 
 class Regression(DataSource):

@@ -20,11 +20,11 @@ Positions = dict[Path_, tuple[int, int]]
 
 # An alias bomb (a billion laughs) expands to more nodes than any real spec holds.
 MAX_NODES = 100_000
+MAX_DEPTH = 64
 MAX_BYTES = 5_000_000
 
 _STD_TAGS = {
     "tag:yaml.org,2002:map": "map",
-    "tag:yaml.org,2002:omap": "bad",
     "tag:yaml.org,2002:seq": "seq",
     "tag:yaml.org,2002:str": "scalar",
     "tag:yaml.org,2002:int": "scalar",
@@ -32,6 +32,7 @@ _STD_TAGS = {
     "tag:yaml.org,2002:bool": "scalar",
     "tag:yaml.org,2002:null": "scalar",
 }
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 @dataclass
@@ -44,12 +45,37 @@ class Source:
     base_dir: Path = field(default_factory=Path.cwd)
 
     def locate(self, path: Path_) -> tuple[int, int]:
-        """(line, col) of the longest prefix of `path` that has a position, 1-based."""
+        """(line, col) of the longest prefix of `path` that has a position, 1-based.
+
+        A path in the full form (`model[0].units`) finds the shorthand it came from
+        (`- linear: 16` or `- linear: {units: 16}`).
+        """
+        path = self._raw_path(path)
         for end in range(len(path), -1, -1):
             pos = self.positions.get(tuple(path[:end]))
             if pos is not None:
                 return pos
         return (1, 1)
+
+    def _raw_path(self, path: Path_) -> Path_:
+        out: list[str | int] = []
+        node = self.data
+        for part in path:
+            if isinstance(node, dict) and isinstance(part, str) and part not in node \
+                    and len(node) == 1:
+                ((name, arg),) = node.items()
+                if not isinstance(arg, dict):
+                    return (*out, name)  # `- name: value`: the value is at the name
+                out.append(name)
+                node = arg
+            out.append(part)
+            if isinstance(node, dict):
+                node = node.get(part) if isinstance(part, str) else None
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                node = node[part]
+            else:
+                node = None
+        return tuple(out)
 
     def issue(self, path: Path_, message: str, severity: str = "error") -> Issue:
         """An Issue located at `path` in this source."""
@@ -73,7 +99,12 @@ def _fail(file: str, line: int, col: int, message: str) -> NoReturn:
 
 
 class _Builder:
-    """Turns a composed YAML node graph into plain Python data, recording positions."""
+    """Turns a composed YAML node graph into plain Python data, recording positions.
+
+    Aliases are expanded here, node by node, so the node count bounds the work: an alias
+    bomb stops at MAX_NODES instead of filling memory. Merge keys (`<<: *base`) are
+    resolved here too (explicit keys win), without PyYAML's eager flattening.
+    """
 
     def __init__(self, file: str) -> None:
         self.file = file
@@ -81,40 +112,62 @@ class _Builder:
         self.count = 0
         self.constructor = yaml.constructor.SafeConstructor()
 
+    def fail(self, node: yaml.Node, message: str) -> NoReturn:
+        _fail(self.file, node.start_mark.line + 1, node.start_mark.column + 1, message)
+
     def build(self, node: yaml.Node, path: Path_, stack: tuple[int, ...] = ()) -> Any:
         self.count += 1
-        mark = node.start_mark
         if self.count > MAX_NODES:
-            _fail(self.file, mark.line + 1, mark.column + 1,
-                  f"document expands to more than {MAX_NODES:,} nodes (an alias bomb?)")
+            self.fail(node, f"document expands to more than {MAX_NODES:,} values "
+                            "(an alias bomb?)")
         if id(node) in stack:
-            _fail(self.file, mark.line + 1, mark.column + 1, "recursive alias")
+            self.fail(node, "recursive alias: an anchor is used inside itself")
+        if len(stack) >= MAX_DEPTH:
+            self.fail(node, f"nested more than {MAX_DEPTH} levels deep")
+        mark = node.start_mark
         self.positions.setdefault(path, (mark.line + 1, mark.column + 1))
-        kind = _STD_TAGS.get(node.tag)
-        if kind is None or kind == "bad":
-            _fail(self.file, mark.line + 1, mark.column + 1,
-                  f"YAML tag {node.tag!r} is not allowed: specs hold plain data only")
+        if _STD_TAGS.get(node.tag) is None:
+            self.fail(node, f"YAML tag {node.tag!r} is not allowed: specs hold plain data only "
+                            "(strings, numbers, booleans, null, lists, mappings)")
         stack = (*stack, id(node))
         if isinstance(node, yaml.MappingNode):
-            self.constructor.flatten_mapping(node)
-            out: dict[str, Any] = {}
-            for key_node, value_node in node.value:
-                key = self.build(key_node, (*path, "<key>"), stack)
-                kmark = key_node.start_mark
-                if not isinstance(key, str | int | float | bool) or key is None:
-                    _fail(self.file, kmark.line + 1, kmark.column + 1,
-                          f"mapping key {key!r} must be a string")
-                key = str(key) if not isinstance(key, str) else key
-                if key in out:
-                    _fail(self.file, kmark.line + 1, kmark.column + 1,
-                          f"duplicate key {key!r}")
-                self.positions[(*path, key)] = (kmark.line + 1, kmark.column + 1)
-                out[key] = self.build(value_node, (*path, key), stack)
-            self.positions.pop((*path, "<key>"), None)
-            return out
+            return self._mapping(node, path, stack)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i), stack) for i, item in enumerate(node.value)]
         return self.constructor.construct_object(node)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path_,
+                 stack: tuple[int, ...]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        merged: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:  # first, so explicit keys' positions win
+                merged = {**self._merge(value_node, path, stack), **merged}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                continue
+            key = self.build(key_node, (*path, "<key>"), stack)
+            self.positions.pop((*path, "<key>"), None)
+            if not isinstance(key, str | int | float | bool) or key is None:
+                self.fail(key_node, f"mapping key {key!r} must be a string")
+            key = key if isinstance(key, str) else str(key)
+            if key in out:
+                self.fail(key_node, f"duplicate key {key!r}")
+            kmark = key_node.start_mark
+            self.positions[(*path, key)] = (kmark.line + 1, kmark.column + 1)
+            out[key] = self.build(value_node, (*path, key), stack)
+        return {**{k: v for k, v in merged.items() if k not in out}, **out}
+
+    def _merge(self, node: yaml.Node, path: Path_, stack: tuple[int, ...]) -> dict[str, Any]:
+        """The mapping(s) under a `<<` key; earlier ones win, as in YAML's merge spec."""
+        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        out: dict[str, Any] = {}
+        for item in items:
+            if not isinstance(item, yaml.MappingNode):
+                self.fail(item, "`<<` (merge) takes a mapping or a list of mappings")
+            value = self.build(item, path, stack)
+            out = {**value, **out}
+        return out
 
 
 def _parse_yaml(text: str, file: str) -> tuple[Any, Positions]:
@@ -123,20 +176,29 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, Positions]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        if isinstance(exc, yaml.composer.ComposerError) and "another document" in str(exc):
+            _fail(file, line, col, "a spec is one YAML document, but a second one starts here "
+                                   "(`---`)")
         problem = exc.problem or exc.context or "syntax error"
         _fail(file, line, col, f"YAML syntax error: {problem}")
     except yaml.YAMLError as exc:
         _fail(file, 1, 1, f"YAML error: {exc}")
+    except RecursionError:
+        _fail(file, 1, 1, f"nested too deeply (more than {MAX_DEPTH} levels)")
     if node is None:
         _fail(file, 1, 1, "spec is empty")
     builder = _Builder(file)
     try:
         data = builder.build(node, ())
-    except (yaml.constructor.ConstructorError, ValueError) as exc:
+    except (yaml.constructor.ConstructorError, ValueError, OverflowError) as exc:
         mark = getattr(exc, "problem_mark", None)
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         _fail(file, line, col, f"bad value: {getattr(exc, 'problem', None) or exc}")
     return data, builder.positions
+
+
+class _DuplicateKey(ValueError):
+    pass
 
 
 def _parse_json(text: str, file: str) -> tuple[Any, Positions]:
@@ -144,21 +206,34 @@ def _parse_json(text: str, file: str) -> tuple[Any, Positions]:
         out: dict[str, Any] = {}
         for key, value in pairs:
             if key in out:
-                raise ValueError(f"duplicate key {key!r}")
+                raise _DuplicateKey(f"duplicate key {key!r}")
             out[key] = value
         return out
 
+    def no_constant(name: str) -> NoReturn:
+        raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
+
     try:
-        data = json.loads(text, object_pairs_hook=no_dupes,
-                          parse_constant=lambda c: _fail(file, 1, 1, f"{c} is not valid JSON"))
+        data = json.loads(text, object_pairs_hook=no_dupes, parse_constant=no_constant)
     except json.JSONDecodeError as exc:
         _fail(file, exc.lineno, exc.colno, f"JSON syntax error: {exc.msg}")
+    except RecursionError:
+        _fail(file, 1, 1, f"nested too deeply (more than {MAX_DEPTH} levels)")
     except ValueError as exc:
+        # JSON is (nearly) YAML: the YAML reader finds where a duplicate key is.
+        if isinstance(exc, _DuplicateKey):
+            try:
+                _parse_yaml(text, file)
+            except SpecError as located:
+                if "duplicate key" in located.issues[0].message:
+                    raise located from None
         _fail(file, 1, 1, f"JSON error: {exc}")
     # JSON is (nearly) YAML: compose it again to learn positions; fall back to none.
     try:
         _, positions = _parse_yaml(text, file)
-    except SpecError:
+    except SpecError as exc:
+        if any("nested" in i.message for i in exc.issues):
+            raise
         positions = {}
     return data, positions
 
@@ -166,11 +241,18 @@ def _parse_json(text: str, file: str) -> tuple[Any, Positions]:
 def loads(text: str, file: str = "<spec>", fmt: str | None = None,
           base_dir: Path | None = None) -> Source:
     """Parse spec text (YAML or JSON) into a `Source`; `fmt` is 'yaml', 'json' or sniffed."""
-    if fmt is None:
-        fmt = "json" if text.lstrip().startswith(("{", "[")) else "yaml"
     if not text.strip():
         _fail(file, 1, 1, "spec is empty")
-    data, positions = (_parse_json if fmt == "json" else _parse_yaml)(text, file)
+    if fmt is None and text.lstrip().startswith(("{", "[")):
+        # Looks like JSON; a YAML flow mapping (`{a: 1}`) does too, so fall back to YAML.
+        try:
+            data, positions = _parse_json(text, file)
+        except SpecError as exc:
+            if not exc.issues[0].message.startswith("JSON syntax error"):
+                raise
+            data, positions = _parse_yaml(text, file)
+    else:
+        data, positions = (_parse_json if fmt == "json" else _parse_yaml)(text, file)
     if not isinstance(data, dict):
         _fail(file, 1, 1, f"top level must be a mapping of spec fields, got {type(data).__name__}")
     return Source(data, file, positions, base_dir or Path.cwd())

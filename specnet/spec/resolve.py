@@ -65,8 +65,12 @@ def json_schema() -> dict[str, Any]:
             if isinstance(disc, dict) and "mapping" in disc:
                 registry = by_tag.get(frozenset(disc["mapping"]))
                 if registry is not None:
-                    full = {k: v for k, v in node.items()}
-                    return {"anyOf": [full, *_shorthand(registry, defs, disc["propertyName"])]}
+                    # keep what describes the field on the outside, where editors look
+                    outer = {k: node[k] for k in ("title", "description", "default")
+                             if k in node}
+                    full = {k: v for k, v in node.items() if k not in outer}
+                    return {**outer, "anyOf": [full, *_shorthand(registry, defs,
+                                                                  disc["propertyName"])]}
             return node
         if isinstance(node, list):
             return [walk(x) for x in node]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from ..data.sources import SOURCES, AnySource
 from ..layers import LAYERS, AnyLayer, expand_layer
-from .base import BiasInit, InitName, Strict, Tagged, expand_shorthand
+from .base import BiasInit, InitName, Strict, Tagged, did_you_mean, expand_shorthand
 
 Task = Literal["classification", "binary", "regression"]
 
@@ -18,7 +18,9 @@ Task = Literal["classification", "binary", "regression"]
 class Loss(Tagged):
     """Base of the losses; `type` picks one."""
 
+    kind = "loss"
     type: str
+    """Loss name, one of LOSSES."""
 
 
 class MSE(Loss):
@@ -88,7 +90,9 @@ REGRESSION_LOSSES = ("mse", "mae", "huber")
 class Optimizer(Tagged):
     """Base of the optimizers; `type` picks one."""
 
+    kind = "optimizer"
     type: str
+    """Optimizer name, one of OPTIMIZERS."""
     lr: float = Field(0.001, gt=0, le=10)
     """Learning rate."""
     weight_decay: float = Field(0.0, ge=0)
@@ -184,7 +188,9 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 class Schedule(Tagged):
     """Base of the learning-rate schedules (stepped once per epoch)."""
 
+    kind = "schedule"
     type: str
+    """Schedule name, one of SCHEDULES."""
     warmup_epochs: int = Field(0, ge=0)
     """Linear warm-up from lr/ (warmup_epochs+1) to lr over this many epochs first."""
 
@@ -250,6 +256,22 @@ METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "precision_macro", "reca
 """Closed registry of metric names (computed with sklearn.metrics)."""
 CLASSIFICATION_METRICS = METRICS[:6]
 REGRESSION_METRICS = METRICS[6:]
+DEFAULT_LOSS = {"classification": "cross_entropy", "binary": "bce", "regression": "mse"}
+"""The loss a task uses when the spec names none."""
+DEFAULT_METRICS = {"classification": ("accuracy", "f1_macro"),
+                   "binary": ("accuracy", "f1_macro", "roc_auc"),
+                   "regression": ("mse", "mae", "r2")}
+"""The metrics a task reports when the spec lists none."""
+
+
+def _known_metric(name: str) -> str:
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}{did_you_mean(name, METRICS)}; "
+                         f"choose from {', '.join(METRICS)}")
+    return name
+
+
+MetricName = Annotated[str, AfterValidator(_known_metric)]
 
 if TYPE_CHECKING:
     AnyLoss = Loss
@@ -309,7 +331,7 @@ class Training(Strict):
 
     epochs: int = Field(100, ge=1, le=100_000)
     """Maximum number of passes over the training split."""
-    batch_size: int | Literal["full"] = 32
+    batch_size: Annotated[int, Field(ge=1)] | Literal["full"] = 32
     """Rows per optimizer step; 'full' uses the whole training split (batch GD)."""
     shuffle: bool = True
     """Reshuffle the training split every epoch (from the seeded generator)."""
@@ -317,31 +339,15 @@ class Training(Strict):
     """Learning-rate schedule, stepped once per epoch."""
     early_stopping: EarlyStopping | None = None
     """Early stopping; unset trains for all epochs."""
-    metrics: list[str] = Field(default_factory=list)
+    metrics: list[MetricName] = Field(default_factory=list)
     """Metrics reported every epoch and at the end (default: chosen from the task)."""
     checkpoint_every: int = Field(1, ge=1)
     """Write a resumable checkpoint every this many epochs."""
-
-    @field_validator("batch_size")
-    @classmethod
-    def _positive(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError("batch_size must be at least 1 (or 'full')")
-        return v
 
     @field_validator("schedule", mode="before")
     @classmethod
     def _expand_schedule(cls, v: Any) -> Any:
         return expand_shorthand(v, "type", SCHEDULES)  # type: ignore[arg-type]
-
-    @field_validator("metrics")
-    @classmethod
-    def _known_metrics(cls, v: list[str]) -> list[str]:
-        for name in v:
-            if name not in METRICS:
-                raise ValueError(f"unknown metric {name!r}{_did_you_mean(name, METRICS)}; "
-                                 f"choose from {', '.join(METRICS)}")
-        return v
 
 
 class Export(Strict):
@@ -380,7 +386,7 @@ class Spec(Strict):
     model: list[AnyLayer] = Field(..., min_length=1)
     """Layers in order; compiles to torch.nn.Sequential."""
     loss: AnyLoss | None = None
-    """Loss; default from the task: cross_entropy, bce or mse."""
+    """Loss; default from the task: cross_entropy, bce or mse (filled in on validation)."""
     optimizer: AnyOptimizer = Field(default_factory=lambda: Adam())
     """Optimizer and its arguments."""
     regularization: Regularization = Field(default_factory=Regularization)
@@ -393,6 +399,22 @@ class Spec(Strict):
     """Global weight initialisation."""
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     """Where to train: cpu, cuda, or auto (cuda when available)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, data: Any) -> Any:
+        # Fill the task's default loss and metrics now, so a spec and its resolved form
+        # (`specnet show --resolved`) validate to equal Specs.
+        task = data.get("task", "classification") if isinstance(data, dict) else None
+        if not isinstance(task, str) or task not in DEFAULT_LOSS:
+            return data  # not a mapping, or a bad task: validation reports it
+        out = dict(data)
+        if out.get("loss") is None:
+            out["loss"] = DEFAULT_LOSS[task]
+        training = out.get("training", {})
+        if isinstance(training, dict) and training.get("metrics", []) == []:
+            out["training"] = {**training, "metrics": list(DEFAULT_METRICS[task])}
+        return out
 
     @field_validator("data", mode="before")
     @classmethod
@@ -417,26 +439,12 @@ class Spec(Strict):
     @property
     def loss_name(self) -> str:
         """The loss in use, defaulted from the task."""
-        if self.loss is not None:
-            return self.loss.type
-        return {"classification": "cross_entropy", "binary": "bce", "regression": "mse"}[
-            self.task]
+        return self.loss.type if self.loss is not None else DEFAULT_LOSS[self.task]
 
     @property
     def metric_names(self) -> list[str]:
         """The metrics in use, defaulted from the task."""
-        if self.training.metrics:
-            return list(self.training.metrics)
-        if self.task == "regression":
-            return ["mse", "mae", "r2"]
-        return ["accuracy", "f1_macro"] + (["roc_auc"] if self.task == "binary" else [])
-
-
-def _did_you_mean(name: str, options: Any) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+        return list(self.training.metrics or DEFAULT_METRICS[self.task])
 
 
 REGISTRIES: dict[str, dict[str, Any]] = {

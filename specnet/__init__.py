@@ -5,6 +5,8 @@ Importing specnet does not import torch; the functions that need it import it th
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .compile import compile_spec as compile_spec
 from .errors import DataError as DataError
 from .errors import SpecError as SpecError
@@ -18,6 +20,30 @@ from .spec.validate import validate as validate
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .data.prepare import Prepared
+    from .train import Run
+
+
+def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume: bool = False,
+          quiet: bool = True, prepared: Prepared | None = None) -> Run:
+    """Train `spec` (a Spec or a spec file) and return the Run; see `specnet.train.train`.
+
+    run_dir None writes nothing to disk. Imports torch on first call.
+    """
+    from .train import train as _train
+
+    return _train(spec, run_dir, resume=resume, quiet=quiet, prepared=prepared)
+
+
+def load_run(run_dir: Path | str) -> Run:
+    """Rebuild a finished run from its folder; see `specnet.train.load_run`."""
+    from .train import load_run as _load_run
+
+    return _load_run(run_dir)
+
 
 def summarize(spec: Spec) -> str:
     """The layer table of a validated spec (shapes, parameters, totals) as text."""
@@ -26,5 +52,5 @@ def summarize(spec: Spec) -> str:
 
 __all__ = [
     "Checked", "DataError", "Spec", "SpecError", "SpecnetError", "VerificationError", "check",
-    "compile_spec", "load", "summarize", "validate",
+    "compile_spec", "load", "load_run", "summarize", "train", "validate",
 ]

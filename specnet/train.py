@@ -1,0 +1,597 @@
+"""The generic training loop: one spec in, a trained model, its history and metrics out.
+
+Batches are slices of tensors already in memory (no DataLoader, no per-sample collation),
+reordered once per epoch by a permutation from a seeded generator. The loop syncs with the
+device once per epoch (the running loss is a sum of detached tensors), so it runs as fast
+as a hand-written loop. Same spec and seed give bit-identical weights on CPU, also when a
+killed run is resumed from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import random
+import shutil
+import sys
+import time
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import checkpoint as ckpt
+from .compile import compile_spec
+from .data.prepare import Prepared, Scaler, prepare
+from .data.sources import SourceInfo
+from .errors import ModelInputError, TrainingError
+from .io import atomic_write_text
+from .losses import LossFn, build_loss
+from .metrics import compute
+from .optim import LRSchedule, better, build_optimizer, monitor_mode, penalized_weights, penalty
+from .spec.resolve import dump_resolved, spec_hash
+from .spec.schema import Spec
+from .spec.validate import check, load_spec
+
+ARTIFACTS = ("spec.yaml", "history.csv", "metrics.json", "learning_curve.png",
+             "weights.safetensors", "preprocessing.json")
+"""Files of a finished run folder (plus checkpoints/)."""
+
+_EVAL_CHUNK = 8192
+
+
+@dataclass
+class Run:
+    """A trained model with everything needed to evaluate, export or resume it.
+
+    model: best weights restored, eval mode, on CPU. history: one row per epoch with
+    epoch, loss, val_loss, <metric>, val_<metric>, lr, seconds. metrics: {"train": {...},
+    "val": {...}, "test": {...}, "training_time_s": float, "epochs_run": int, ...}.
+    """
+
+    spec: Spec
+    model: nn.Sequential
+    prepared: Prepared
+    history: list[dict[str, float]]
+    metrics: dict[str, Any]
+    run_dir: Path | None
+    info: SourceInfo
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _device(name: str) -> torch.device:
+    """torch.device for the spec's `device:`; TrainingError when cuda is asked for but absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        build = torch.__version__
+        raise TrainingError(
+            f"device: cuda, but no CUDA device is available to torch {build} "
+            f"({'a CPU-only build' if torch.version.cuda is None else 'no GPU found'}); "
+            "use device: cpu, or device: auto to take a GPU only when there is one")
+    return torch.device(name)
+
+
+def _checked(spec: Spec | str | Path) -> tuple[Spec, SourceInfo, int]:
+    """Validate and shape-check; returns the spec, its data info and the output width."""
+    checked = load_spec(spec) if isinstance(spec, str | Path) else check(spec)
+    out = checked.summary.output_shape
+    return checked.spec, checked.info, int(np.prod(out)) if out else 1
+
+
+@torch.no_grad()
+def _outputs(model: nn.Module, X: Tensor) -> Tensor:
+    """Model outputs for a whole split in eval-sized chunks: (n, outputs)."""
+    if len(X) <= _EVAL_CHUNK:
+        return model(X)
+    return torch.cat([model(X[i:i + _EVAL_CHUNK]) for i in range(0, len(X), _EVAL_CHUNK)])
+
+
+def _clone_state(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.3e}"
+
+
+def _nonfinite_message(epoch: int, what: str, value: float, spec: Spec, lr: float,
+                       kept: Path | None) -> str:
+    causes = [f"the learning rate is too high (optimizer.lr {spec.optimizer.lr:g}, "
+              f"{lr:g} this epoch): try {spec.optimizer.lr / 10:g}"]
+    if spec.data.normalize == "none":
+        causes.append("inputs are not normalized (data.normalize: none): use standard")
+    if spec.task == "regression" and spec.data.target_normalize == "none":
+        causes.append("regression targets are large: set data.target_normalize: standard")
+    if spec.regularization.grad_clip is None:
+        causes.append("exploding gradients: add regularization.grad_clip: {norm: 1.0}")
+    lines = [f"epoch {epoch}: the {what} is {value} (not finite); training stopped.",
+             "likely causes: " + "; ".join(causes)]
+    if kept is not None:
+        lines.append(f"the last good checkpoint is kept: {kept}")
+    return "\n".join(lines)
+
+
+class _Progress:
+    """A tqdm bar on a terminal, one line per epoch otherwise, nothing when quiet."""
+
+    def __init__(self, total: int, start: int, quiet: bool, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+        self.quiet = quiet
+        self.total = total
+        self.bar: Any = None
+        if not quiet and self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, unit="epoch", file=self.stream,
+                            dynamic_ncols=True, leave=True)
+
+    def note(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def epoch(self, row: dict[str, float]) -> None:
+        if self.quiet:
+            return
+        shown = {k: v for k, v in row.items() if k not in ("epoch", "seconds")}
+        if self.bar is not None:
+            self.bar.set_postfix({k: _fmt(v) for k, v in shown.items()}, refresh=False)
+            self.bar.update(1)
+            return
+        parts = "  ".join(f"{k} {_fmt(v)}" for k, v in shown.items())
+        print(f"epoch {int(row['epoch'])}/{self.total}  {parts}  {row['seconds']:.2f}s",
+              file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---------------------------------------------------------------- the trainer
+
+
+class _Trainer:
+    """State of one training run; `fit` runs the epochs, `state`/`restore` checkpoint it."""
+
+    def __init__(self, spec: Spec, info: SourceInfo, n_out: int, prepared: Prepared,
+                 device: torch.device) -> None:
+        self.spec = spec
+        self.info = info
+        self.prepared = prepared
+        self.device = device
+        self.metrics = spec.metric_names
+        self.model = compile_spec(spec, info).to(device)
+        self.loss: LossFn = build_loss(spec, prepared.y_train, n_out)
+        self.loss.criterion.to(device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(spec.optimizer, self.params)
+        self.schedule = LRSchedule(spec.training.schedule, spec.optimizer.lr,
+                                   spec.training.epochs)
+        self.penalized = penalized_weights(self.model)
+        self.shuffle = torch.Generator().manual_seed(spec.seed)
+        self.has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                 for m in self.model.modules())
+        # Whole splits on the device once; targets in the form the loss trains on.
+        self.X = {s: torch.from_numpy(getattr(prepared, f"X_{s}")).to(device)
+                  for s in ("train", "val", "test")}
+        self.Y = {s: self.loss.target(torch.from_numpy(getattr(prepared, f"y_{s}"))).to(device)
+                  for s in ("train", "val", "test")}
+        # Targets for the metrics, in user units (regression targets scaled back).
+        self.y_user = {s: self._user(getattr(prepared, f"y_{s}")) for s in ("train", "val", "test")}
+        es = spec.training.early_stopping
+        self.es_mode = monitor_mode(es.monitor, es.mode) if es is not None else "min"
+        # Progress of the run (all of it goes into checkpoints).
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        self.best_score = math.inf if self.es_mode == "min" else -math.inf
+        self.best_epoch = 0
+        self.best_state: dict[str, Tensor] | None = None
+        self.bad_epochs = 0
+        self.stopped = False
+        self.train_time = 0.0
+
+    def _user(self, y: np.ndarray) -> np.ndarray:
+        scaler = self.prepared.y_scaler
+        return scaler.inverse(y) if scaler is not None and self.spec.task == "regression" else y
+
+    # ------------------------------------------------------------ one epoch
+
+    def _batches(self, n: int) -> list[tuple[int, int]]:
+        bs = self.spec.training.batch_size
+        size = n if bs == "full" else min(int(bs), n)
+        spans = [(i, min(i + size, n)) for i in range(0, n, size)]
+        # Batchnorm cannot normalise a batch of one row in training mode: drop such a tail.
+        if self.has_batchnorm and len(spans) > 1 and spans[-1][1] - spans[-1][0] == 1:
+            spans.pop()
+        return spans
+
+    def _train_epoch(self) -> tuple[Tensor, int, Tensor, np.ndarray]:
+        """One pass over the training split; returns (loss sum, rows, outputs, row order)."""
+        model, opt, crit = self.model, self.optimizer, self.loss.criterion
+        X, Y = self.X["train"], self.Y["train"]
+        n = len(X)
+        if self.spec.training.shuffle:
+            order = torch.randperm(n, generator=self.shuffle)
+            X, Y = X[order.to(self.device)], Y[order.to(self.device)]
+        else:
+            order = torch.arange(n)
+        reg = self.spec.regularization
+        clip = reg.grad_clip
+        total = torch.zeros((), device=self.device)
+        outs: list[Tensor] = []
+        used = 0
+        model.train()
+        for start, stop in self._batches(n):
+            xb, yb = X[start:stop], Y[start:stop]
+            out = model(xb)
+            loss = crit(out, yb)
+            extra = penalty(self.penalized, reg.l1, reg.l2)
+            objective = loss if extra is None else loss + extra
+            opt.zero_grad(set_to_none=True)
+            objective.backward()
+            if clip is not None:
+                if clip.norm is not None:
+                    nn.utils.clip_grad_norm_(self.params, clip.norm)
+                elif clip.value is not None:
+                    nn.utils.clip_grad_value_(self.params, clip.value)
+            opt.step()
+            total += loss.detach() * (stop - start)
+            outs.append(out.detach())
+            used = stop
+        return total, used, torch.cat(outs), order[:used].numpy()
+
+    def _evaluate(self, split: str) -> dict[str, float]:
+        """Loss and metrics of the current model on a split, in eval mode, without grad."""
+        X = self.X[split]
+        if len(X) == 0:
+            return {}
+        self.model.eval()
+        out = _outputs(self.model, X)
+        with torch.no_grad():
+            loss = float(self.loss.criterion(out, self.Y[split]))
+        return {"loss": loss, **self._metrics(split, out)}
+
+    def _metrics(self, split: str, out: Tensor, order: np.ndarray | None = None) -> dict[
+            str, float]:
+        y = self.y_user[split]
+        if order is not None:
+            y = y[order]
+        out_np = self._user(out.float().cpu().numpy())
+        return compute(self.metrics, self.spec.task, y, out_np)
+
+    def run_epoch(self) -> dict[str, float]:
+        """Train one epoch, validate, and return its history row."""
+        epoch = self.epoch
+        lr = self.schedule.lr(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        t0 = time.perf_counter()
+        total, used, outs, order = self._train_epoch()
+        train_loss = float(total) / max(used, 1)  # the one sync of the epoch
+        row: dict[str, float] = {"epoch": float(epoch + 1), "loss": train_loss}
+        val = self._evaluate("val")
+        if val:
+            row["val_loss"] = val["loss"]
+        row.update(self._metrics("train", outs, order))
+        row.update({f"val_{k}": v for k, v in val.items() if k != "loss"})
+        row["lr"] = lr
+        row["seconds"] = time.perf_counter() - t0
+        return row
+
+    def after_epoch(self, row: dict[str, float]) -> None:
+        """Record the row; step the plateau schedule and early stopping."""
+        self.history.append(row)
+        self.train_time += row["seconds"]
+        self.schedule.observe(self.epoch, row)
+        self.epoch += 1
+        es = self.spec.training.early_stopping
+        if es is None:
+            return
+        value = row.get(es.monitor, math.nan)
+        if better(value, self.best_score, self.es_mode, es.min_delta):
+            self.best_score, self.best_epoch, self.bad_epochs = value, self.epoch, 0
+            if es.restore_best:
+                self.best_state = _clone_state(self.model)
+        else:
+            self.bad_epochs += 1
+            if self.bad_epochs >= es.patience:
+                self.stopped = True
+
+    @property
+    def done(self) -> bool:
+        return self.stopped or self.epoch >= self.spec.training.epochs
+
+    # ------------------------------------------------------------ checkpoints
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue bit-identically (see checkpoint.py)."""
+        return {
+            "spec_hash": spec_hash(self.spec),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "rng": ckpt.rng_state(self.shuffle),
+            "history": self.history,
+            "best": {"score": self.best_score, "epoch": self.best_epoch,
+                     "state": self.best_state, "bad_epochs": self.bad_epochs},
+            "stopped": self.stopped,
+            "training_time_s": self.train_time,
+        }
+
+    def restore(self, state: dict[str, Any], path: Path) -> None:
+        """Continue from a checkpoint written by `state` for the same spec."""
+        if state.get("spec_hash") != spec_hash(self.spec):
+            raise TrainingError(
+                f"{path} was written for a different spec (the resolved spec changed since); "
+                "train without --resume to start over")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            ckpt.set_rng_state(state["rng"], self.shuffle)
+            best = state["best"]
+            self.history = [dict(r) for r in state["history"]]
+            self.epoch = int(state["epoch"])
+            self.best_score = float(best["score"])
+            self.best_epoch = int(best["epoch"])
+            self.best_state = best["state"]
+            self.bad_epochs = int(best["bad_epochs"])
+            self.stopped = bool(state["stopped"])
+            self.train_time = float(state["training_time_s"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise TrainingError(f"{path}: checkpoint does not fit this spec ({exc})") from None
+
+    # ------------------------------------------------------------ the end
+
+    def finish(self) -> dict[str, Any]:
+        """Restore the best weights if asked, move to CPU in eval mode, final metrics."""
+        es = self.spec.training.early_stopping
+        if es is not None and es.restore_best and self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        self.model.eval()
+        metrics: dict[str, Any] = {s: self._evaluate(s) for s in ("train", "val", "test")}
+        metrics["training_time_s"] = round(self.train_time, 4)
+        metrics["epochs_run"] = self.epoch
+        metrics["stopped_early"] = self.stopped
+        if es is not None:
+            metrics["best_epoch"] = self.best_epoch
+            metrics["monitor"] = es.monitor
+        metrics["device"] = str(self.device)
+        self.model.to("cpu")
+        return metrics
+
+
+# ---------------------------------------------------------------- run folders
+
+
+def _clear_run_dir(run_dir: Path) -> None:
+    """Remove a previous run's artifacts and checkpoints (a fresh run replaces them)."""
+    for name in ARTIFACTS:
+        (run_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+
+
+def _history_csv(history: list[dict[str, float]]) -> str:
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: int(v) if k == "epoch" else repr(float(v)) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def _read_history(path: Path) -> list[dict[str, float]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def _preprocessing(spec: Spec, prepared: Prepared) -> dict[str, Any]:
+    return {
+        "task": spec.task,
+        "input_shape": list(prepared.input_shape),
+        "x_scaler": prepared.x_scaler.to_dict(),
+        "y_scaler": prepared.y_scaler.to_dict() if prepared.y_scaler is not None else None,
+        "feature_names": list(prepared.feature_names),
+        "class_labels": prepared.class_labels,
+    }
+
+
+def _json(obj: Any) -> str:
+    # NaN (an undefined metric) is written as null: metrics.json stays strict JSON.
+    def clean(x: Any) -> Any:
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(obj), indent=2) + "\n"
+
+
+def _write_run(run: Run) -> None:
+    assert run.run_dir is not None
+    d = run.run_dir
+    from .checkpoint import save_weights
+    from .plot import learning_curve
+
+    atomic_write_text(d / "preprocessing.json", _json(_preprocessing(run.spec, run.prepared)))
+    atomic_write_text(d / "spec.yaml", dump_resolved(run.spec))
+    atomic_write_text(d / "history.csv", _history_csv(run.history))
+    metric = run.spec.metric_names[0] if run.spec.metric_names else None
+    learning_curve(run.history, metric, d / "learning_curve.png", title=run.spec.name)
+    save_weights(d / "weights.safetensors", run.model.state_dict())
+    # Written last: a folder with metrics.json is a finished run.
+    atomic_write_text(d / "metrics.json", _json(run.metrics))
+
+
+# ---------------------------------------------------------------- public API
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed python, numpy and torch; torch's global RNG is restored afterwards."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        yield
+
+
+def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume: bool = False,
+          quiet: bool = True, prepared: Prepared | None = None) -> Run:
+    """Train the network of `spec` (a Spec or a spec file path) and return the Run.
+
+    run_dir: where to write the run folder (spec.yaml, history.csv, metrics.json,
+    learning_curve.png, weights.safetensors, preprocessing.json, checkpoints/); None writes
+    nothing. resume: continue from the newest checkpoint in run_dir (starts fresh when there
+    is none). prepared: already split and scaled data (from `prepare(spec)`), to skip loading.
+    Raises TrainingError when training diverges or the device is missing.
+    """
+    spec, info, n_out = _checked(spec)
+    device = _device(spec.device)
+    if prepared is None:
+        prepared = prepare(spec)
+    run_path = Path(run_dir) if run_dir is not None else None
+    ckpt_dir = run_path / "checkpoints" if run_path is not None else None
+    with _seeded(spec.seed, device):
+        trainer = _Trainer(spec, info, n_out, prepared, device)
+        progress = _Progress(spec.training.epochs, 0, quiet)
+        try:
+            if run_path is not None and ckpt_dir is not None:
+                if resume:
+                    ckpt.clean_temporaries(ckpt_dir)
+                    found = ckpt.list_checkpoints(ckpt_dir)
+                    if found:
+                        trainer.restore(ckpt.load(found[-1]), found[-1])
+                        progress.close()
+                        progress = _Progress(spec.training.epochs, trainer.epoch, quiet)
+                        progress.note(f"resumed {spec.name} from {found[-1]} "
+                                      f"(epoch {trainer.epoch})")
+                    else:
+                        progress.note(f"no checkpoint in {ckpt_dir}: starting from epoch 1")
+                else:
+                    _clear_run_dir(run_path)
+            _fit(trainer, progress, ckpt_dir)
+        finally:
+            progress.close()
+        metrics = trainer.finish()
+    run = Run(spec, trainer.model, prepared, trainer.history, metrics, run_path, info)
+    if run_path is not None:
+        _write_run(run)
+    return run
+
+
+def _fit(trainer: _Trainer, progress: _Progress, ckpt_dir: Path | None) -> None:
+    spec = trainer.spec
+    every = spec.training.checkpoint_every
+    found = ckpt.list_checkpoints(ckpt_dir) if ckpt_dir is not None else []
+    last_good = found[-1] if found else None
+    while not trainer.done:
+        row = trainer.run_epoch()
+        for what in ("loss", "val_loss"):
+            if what in row and not math.isfinite(row[what]):
+                raise TrainingError(_nonfinite_message(
+                    int(row["epoch"]), "training loss" if what == "loss" else "validation loss",
+                    row[what], spec, row["lr"], last_good))
+        trainer.after_epoch(row)
+        progress.epoch(row)
+        if ckpt_dir is not None and (trainer.epoch % every == 0 or trainer.done):
+            last_good = ckpt.save(ckpt_dir, trainer.epoch, trainer.state())
+    es = spec.training.early_stopping
+    if trainer.stopped and es is not None:
+        progress.note(f"early stopping at epoch {trainer.epoch}: best {es.monitor} "
+                      f"{_fmt(trainer.best_score)} at epoch {trainer.best_epoch}")
+
+
+def load_run(run_dir: Path | str) -> Run:
+    """Rebuild a finished run from its folder: spec, weights (safetensors), scalers, history,
+    metrics. Nothing is unpickled. The data is loaded again to rebuild the (seeded) split.
+    """
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise TrainingError(f"{d}: no such run folder; train first (specnet train SPEC -o {d})")
+    missing = [n for n in ARTIFACTS if n != "learning_curve.png" and not (d / n).is_file()]
+    if missing:
+        raise TrainingError(f"{d}: not a finished run (missing {', '.join(missing)}); "
+                            "train it (or resume it with --resume) first")
+    spec, info, _ = _checked(d / "spec.yaml")
+    model = compile_spec(spec, info)
+    try:
+        model.load_state_dict(ckpt.load_weights(d / "weights.safetensors"))
+    except RuntimeError as exc:
+        raise TrainingError(f"{d / 'weights.safetensors'}: does not fit the spec ({exc})") from None
+    model.eval()
+    try:
+        pre = json.loads((d / "preprocessing.json").read_text(encoding="utf-8"))
+        metrics = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
+        x_scaler = Scaler.from_dict(pre["x_scaler"])
+        y_scaler = Scaler.from_dict(pre["y_scaler"]) if pre.get("y_scaler") else None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TrainingError(f"{d}: unreadable preprocessing.json or metrics.json ({exc})") from None
+    prepared = prepare(spec)
+    prepared.x_scaler, prepared.y_scaler = x_scaler, y_scaler
+    history = _read_history(d / "history.csv")
+    return Run(spec, model, prepared, history, metrics, d, info)
+
+
+def predict_torch(run: Run, X_raw: np.ndarray) -> np.ndarray:
+    """The model's outputs in user terms from raw (unscaled) features, through torch.
+
+    X_raw: (n, *input_shape), or (n, prod(input_shape)) for image inputs.
+    Returns classification: softmax probabilities (n, classes); binary: P(class 1) (n,);
+    regression: values in the original units (n, targets). float32.
+    """
+    shape = run.prepared.input_shape
+    X = np.asarray(X_raw, dtype=np.float32)
+    if X.ndim >= 1 and X.shape[1:] != shape:
+        if X.ndim == 2 and X.shape[1] == int(np.prod(shape)):
+            X = X.reshape(len(X), *shape)
+        else:
+            raise ModelInputError(f"inputs of shape {list(X.shape)} do not fit the model's "
+                                  f"input (n, {', '.join(map(str, shape))})")
+    X = run.prepared.x_scaler.transform(X)
+    run.model.eval()
+    out = _outputs(run.model, torch.from_numpy(X))
+    if run.spec.task == "classification":
+        result = torch.softmax(out, dim=1).numpy()
+    elif run.spec.task == "binary":
+        result = torch.sigmoid(out.reshape(len(out), -1)[:, 0]).numpy()
+    else:
+        result = out.numpy()
+        if run.prepared.y_scaler is not None:
+            result = run.prepared.y_scaler.inverse(result)
+    return np.asarray(result, dtype=np.float32)
+
+
+class _CallableModule(types.ModuleType):
+    """`specnet.train` names both this module and the `train` function re-exported by the
+    package. Importing the module rebinds the package attribute to the module, so the module
+    itself is callable: `specnet.train(spec)` works whichever was imported first."""
+
+    def __call__(self, spec: Spec | str | Path, run_dir: Path | str | None = None, *,
+                 resume: bool = False, quiet: bool = True,
+                 prepared: Prepared | None = None) -> Run:
+        return train(spec, run_dir, resume=resume, quiet=quiet, prepared=prepared)
+
+
+sys.modules[__name__].__class__ = _CallableModule

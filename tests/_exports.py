@@ -1,0 +1,62 @@
+"""Small real models, trained for a few epochs and exported once per test session.
+
+Shared by test_export, test_verify, test_runtime, test_predict and test_serve (each
+wraps `exported` in a session fixture; the cache here makes the work happen once).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+from specnet.spec.schema import Spec
+from specnet.spec.validate import validate
+
+if TYPE_CHECKING:
+    from specnet.train import Run
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+EPOCHS = {"iris": 15, "moons": 6, "diabetes": 8, "digits_cnn": 1}
+"""Few epochs: enough for real, distinct weights; the tests check plumbing, not quality."""
+
+_runs: dict[str, Run] = {}
+_exports: dict[str, Path] = {}
+
+
+def spec_data(name: str, epochs: int | None = None, **export: Any) -> dict[str, Any]:
+    """specs/<name>.yaml as data, shortened to a few epochs (no early stopping)."""
+    data: dict[str, Any] = yaml.safe_load((SPECS / f"{name}.yaml").read_text("utf-8"))
+    data.setdefault("training", {})
+    data["training"]["epochs"] = epochs or EPOCHS[name]
+    data["training"].pop("early_stopping", None)
+    if export:
+        data["export"] = {**data.get("export", {}), **export}
+    return data
+
+
+def fast_spec(name: str, epochs: int | None = None, **export: Any) -> Spec:
+    """The validated, shortened spec of specs/<name>.yaml."""
+    return validate(spec_data(name, epochs, **export))
+
+
+def trained(name: str) -> Run:
+    """A trained Run of specs/<name>.yaml (cached for the session)."""
+    from specnet.train import train
+
+    if name not in _runs:
+        _runs[name] = train(fast_spec(name))
+    return _runs[name]
+
+
+def exported(name: str, factory: pytest.TempPathFactory) -> Path:
+    """The export folder of specs/<name>.yaml (built once per session)."""
+    from specnet.export import export_run
+
+    if name not in _exports:
+        folder = factory.getbasetemp() / "exports" / name
+        export_run(trained(name), folder)
+        _exports[name] = folder
+    return _exports[name]

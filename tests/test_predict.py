@@ -1,0 +1,179 @@
+"""`specnet predict`: CSV / JSON / NPY in, CSV / JSON out, clear errors, and no torch."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _exports import exported
+from click.testing import CliRunner
+
+from specnet.cli import main
+from specnet.runtime import Runtime
+
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]]
+
+
+@pytest.fixture(scope="session")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return exported("iris", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def expected(iris: Path) -> np.ndarray:
+    """What onnxruntime says for ROWS: (3, 3) probabilities."""
+    return Runtime(iris, threads=1).run(np.asarray(ROWS, np.float32))
+
+
+@pytest.fixture(scope="session")
+def names(iris: Path) -> list[str]:
+    return Runtime(iris, threads=1).artifact.feature_names
+
+
+def _run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["predict", *args], input=stdin)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _probs_from_csv(text: str) -> tuple[list[str], np.ndarray]:
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["label", "prob_setosa", "prob_versicolor", "prob_virginica"]
+    return [r[0] for r in rows[1:]], np.asarray([r[1:] for r in rows[1:]], np.float32)
+
+
+def test_csv_in_csv_out(iris: Path, tmp_path: Path, names: list[str],
+                        expected: np.ndarray) -> None:
+    # Columns in another order, plus a column the model does not use.
+    path = tmp_path / "rows.csv"
+    order = [3, 0, 2, 1]
+    lines = [",".join(["species"] + [f'"{names[j]}"' for j in order])]
+    lines += [",".join(["x"] + [str(r[j]) for j in order]) for r in ROWS]
+    path.write_text("\n".join(lines) + "\n")
+    code, out, err = _run(str(iris), str(path))
+    assert code == 0, err
+    labels, probs = _probs_from_csv(out)
+    np.testing.assert_allclose(probs, expected, rtol=1e-6)
+    classes = ["setosa", "versicolor", "virginica"]
+    assert labels == [classes[i] for i in expected.argmax(axis=1)]
+    assert "note: ignoring column(s) the model does not use: 'species'" in err
+
+
+@pytest.mark.parametrize("payload", [
+    "records", "rows", "instances", "bare-rows",
+])
+def test_json_forms_give_the_same_answer(payload: str, iris: Path, tmp_path: Path,
+                                         names: list[str], expected: np.ndarray) -> None:
+    records = [dict(zip(names, r, strict=True)) for r in ROWS]
+    body = {"records": {"records": records}, "rows": {"rows": ROWS},
+            "instances": {"instances": records}, "bare-rows": ROWS}[payload]
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps(body))
+    code, out, err = _run(str(iris), str(path), "-f", "json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["model"] == "iris" and result["class_labels"][0] == "setosa"
+    np.testing.assert_allclose(result["probabilities"], expected, rtol=1e-6)
+
+
+def test_npy_and_output_file(iris: Path, tmp_path: Path, expected: np.ndarray) -> None:
+    np.save(tmp_path / "x.npy", np.asarray(ROWS))
+    code, _, err = _run(str(iris), str(tmp_path / "x.npy"), "-o", str(tmp_path / "p.json"))
+    assert code == 0, err
+    result = json.loads((tmp_path / "p.json").read_text())
+    np.testing.assert_allclose(result["probabilities"], expected, rtol=1e-6)
+
+
+def test_bare_model_file_and_stdin(iris: Path, tmp_path: Path, expected: np.ndarray) -> None:
+    shutil.copyfile(iris / "model.onnx", tmp_path / "m.onnx")
+    code, out, err = _run(str(tmp_path / "m.onnx"), "-", "--input-format", "json",
+                          stdin=json.dumps({"rows": ROWS}))
+    assert code == 0, err
+    np.testing.assert_allclose(_probs_from_csv(out)[1], expected, rtol=1e-6)
+
+
+def test_regression_writes_values(tmp_path_factory: pytest.TempPathFactory,
+                                  tmp_path: Path) -> None:
+    model = exported("diabetes", tmp_path_factory)
+    np.save(tmp_path / "x.npy", np.zeros((2, 10)))
+    code, out, err = _run(str(model), str(tmp_path / "x.npy"))
+    assert code == 0, err
+    header, *values = out.splitlines()
+    assert header == "value" and len(values) == 2
+    assert 25 < float(values[0]) < 350  # diabetes progression units, not standardised
+
+
+def test_image_model_takes_shaped_npy(tmp_path_factory: pytest.TempPathFactory,
+                                      tmp_path: Path) -> None:
+    model = exported("digits_cnn", tmp_path_factory)
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 8, 8), np.float32))
+    code, out, err = _run(str(model), str(tmp_path / "x.npy"))
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("label,prob_0,prob_1")
+
+
+HEADER = "sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)"
+BAD_INPUTS = [
+    # (id, file name, content, message)
+    ("csv-missing-column", "a.csv", "a,b\n1,2\n", "missing column(s) 'sepal length (cm)'"),
+    ("csv-no-header", "a.csv", "1,2,3,4\n5,6,7,8\n", "a header row is required"),
+    ("csv-not-a-number", "a.csv", f"{HEADER}\n1,2,3,4\n1,2,x,4\n",
+     "line 3 (row 2), column 'petal length (cm)': 'x' is not a number"),
+    ("csv-empty-cell", "a.csv", f"{HEADER}\n1,2,,4\n",
+     "line 2 (row 1), column 'petal length (cm)': '' is not a number"),
+    ("csv-short-line", "a.csv", f"{HEADER}\n1,2,3\n", "line 2 (row 1): 3 fields"),
+    ("csv-nan", "a.csv", f"{HEADER}\n1,2,3,nan\n", "row 1, column 'petal width (cm)': nan"),
+    ("csv-empty", "a.csv", "", "empty CSV"),
+    ("json-wrong-width", "a.json", "[[1, 2, 3]]", "expected 4 per row"),
+    ("json-text-value", "a.json", '{"rows": [[1, 2, 3, 4], [1, "b", 3, 4]]}',
+     "row 2, column 'sepal width (cm)': expected a number, got 'b'"),
+    ("json-malformed", "a.json", "[[1, 2", "malformed JSON"),
+    ("json-nan", "a.json", "[[1, 2, 3, NaN]]", "malformed JSON"),
+    ("json-wrong-key", "a.json", '{"data": [[1, 2, 3, 4]]}', "exactly one of 'instances'"),
+    ("json-missing-feature", "a.json", '[{"sepal length (cm)": 1}]', "missing feature(s)"),
+    ("unknown-extension", "a.txt", "1,2,3,4", "cannot tell the format"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [c[1:] for c in BAD_INPUTS],
+                         ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_is_a_clear_error(iris: Path, tmp_path: Path, name: str, content: str,
+                                    message: str) -> None:
+    (tmp_path / name).write_text(content)
+    code, out, err = _run(str(iris), str(tmp_path / name))
+    assert code == 1 and out == ""
+    assert err.startswith(f"error: {tmp_path / name}: ") and message in err, err
+    assert "Traceback" not in err
+
+
+def test_pickled_npy_is_refused(iris: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "obj.npy", np.asarray([{"a": 1}], dtype=object), allow_pickle=True)
+    code, _, err = _run(str(iris), str(tmp_path / "obj.npy"))
+    assert code == 1 and "not a readable .npy array" in err
+
+
+def test_predict_and_serve_never_import_torch(iris: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.asarray(ROWS))
+    code = f"""
+import sys
+from specnet.cli import main
+try:
+    main(["predict", {str(iris)!r}, {str(tmp_path / 'x.npy')!r}, "-o", {str(tmp_path / 'o.csv')!r}])
+except SystemExit as exc:
+    assert exc.code in (0, None), exc.code
+from specnet.serve import create_app
+create_app({str(iris)!r})
+heavy = sorted(m for m in ("torch", "onnx", "sklearn", "onnxscript") if m in sys.modules)
+print("imported:", heavy)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "imported: []"
+    assert (tmp_path / "o.csv").read_text().startswith("label,")

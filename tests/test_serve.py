@@ -1,0 +1,304 @@
+"""`specnet serve`: a real uvicorn process on 127.0.0.1, driven by a real HTTP client."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import onnx
+import pytest
+from _exports import exported
+
+from specnet.runtime import Runtime
+
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]]
+MAX_ROWS = 500
+MAX_BODY_MB = 0.05  # 52,428 bytes
+
+
+@dataclass
+class Server:
+    """A `specnet serve` subprocess and everything it printed."""
+
+    proc: subprocess.Popen[str]
+    url: str = ""
+    log: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
+                self.proc.kill()
+                self.proc.wait()
+        if self.reader is not None:
+            self.reader.join(timeout=15)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def start(model: Path, *args: str, wait: bool = True) -> Server:
+    """Start `specnet serve MODEL --port 0`; wait until it says where it listens."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specnet.cli", "serve", str(model), "--port", "0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = Server(proc)
+    found = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            server.log.append(line)
+            m = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
+            if m:
+                server.url = m.group(1)
+                found.set()
+
+    server.reader = threading.Thread(target=read, daemon=True)
+    server.reader.start()
+    if not wait:
+        proc.wait(timeout=60)
+        server.stop()  # joins the reader: the log is complete
+        return server
+    deadline = time.monotonic() + 60
+    while not found.wait(0.1):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise AssertionError("server did not start:\n" + "".join(server.log))
+    return server
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return exported("iris", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def server(iris: Path) -> Iterator[Server]:
+    srv = start(iris, "--max-rows", str(MAX_ROWS), "--max-body-mb", str(MAX_BODY_MB),
+                "--threads", "1")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def expected(iris: Path) -> np.ndarray:
+    return Runtime(iris, threads=1).run(np.asarray(ROWS, np.float32))
+
+
+def _v2(rows: Any, **tensor: Any) -> dict[str, Any]:
+    t = {"name": "input", "shape": [len(rows), 4], "datatype": "FP32",
+         "data": np.asarray(rows).ravel().tolist()}
+    return {"inputs": [{**t, **tensor}]}
+
+
+def test_health_and_metadata(client: httpx.Client) -> None:
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get("/v2").json()["name"] == "specnet"
+    meta = client.get("/v2/models/iris").json()
+    assert meta["name"] == "iris" and meta["platform"] == "onnxruntime_onnx"
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]
+    assert meta["outputs"] == [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]}]
+    assert meta["parameters"]["class_labels"] == ["setosa", "versicolor", "virginica"]
+    assert client.get("/v2/models/iris/ready").json() == {"name": "iris", "ready": True}
+    info = client.get("/metadata").json()
+    assert info["feature_names"][0] == "sepal length (cm)" and info["verified"] is True
+    assert info["verification"]["passed"] is True
+    assert info["limits"]["max_rows"] == MAX_ROWS
+
+
+def test_v2_infer(client: httpx.Client, expected: np.ndarray) -> None:
+    r = client.post("/v2/models/iris/infer", json={**_v2(ROWS), "id": "req-1"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model_name"] == "iris" and body["id"] == "req-1"
+    (out,) = body["outputs"]
+    assert out["name"] == "probabilities" and out["datatype"] == "FP32"
+    assert out["shape"] == [3, 3]
+    np.testing.assert_allclose(np.reshape(out["data"], out["shape"]), expected, rtol=1e-6)
+    nested = client.post("/v2/models/iris/infer", json=_v2(ROWS, data=ROWS, datatype="FP64"))
+    assert nested.json()["outputs"][0]["data"] == out["data"]
+
+
+def test_predict_records_and_rows(client: httpx.Client, expected: np.ndarray) -> None:
+    names = client.get("/metadata").json()["feature_names"]
+    by_rows = client.post("/predict", json={"rows": ROWS}).json()
+    by_records = client.post(
+        "/predict", json={"records": [dict(zip(names, r, strict=True)) for r in ROWS]}).json()
+    assert by_rows == by_records
+    classes = ["setosa", "versicolor", "virginica"]
+    assert by_rows["labels"] == [classes[i] for i in expected.argmax(axis=1)]
+    np.testing.assert_allclose(by_rows["probabilities"], expected, rtol=1e-6)
+
+
+BAD_REQUESTS: list[tuple[str, str, bytes | dict[str, Any], int, str]] = [
+    # (id, path, body, status, message)
+    ("malformed-json", "/predict", b'{"rows": [[1, 2', 400, "malformed JSON"),
+    ("empty-body", "/predict", b"", 400, "empty body"),
+    ("json-array-not-object", "/predict", b"[[1, 2, 3, 4]]", 400,
+     "expected a JSON object with 'records' or 'rows', got list"),
+    ("no-rows-key", "/predict", {"data": ROWS}, 400, "expected exactly one of 'records'"),
+    ("wrong-feature-count", "/predict", {"rows": [[1, 2, 3]]}, 400,
+     "expected 4 per row (shape [n, 4]), got 3"),
+    ("ragged-rows", "/predict", {"rows": [[1, 2, 3, 4], [1, 2]]}, 400,
+     "row 2: expected 4 values, got 2"),
+    ("text-value", "/predict", {"rows": [[1, 2, "three", 4]]}, 400,
+     "row 1, column 'petal length (cm)': expected a number, got 'three'"),
+    ("nan-literal", "/predict", b'{"rows": [[1, 2, NaN, 4]]}', 400, "malformed JSON"),
+    ("infinite-number", "/predict", b'{"rows": [[1, 2, 1e999, 4]]}', 400, "malformed JSON"),
+    ("beyond-float32", "/predict", {"rows": [[1, 2, 1e39, 4]]}, 400,
+     "row 1, column 'petal length (cm)': inf is not a finite number"),
+    ("missing-feature", "/predict", {"records": [{"sepal length (cm)": 1}]}, 400,
+     "row 1: missing feature(s) 'sepal width (cm)'"),
+    ("too-many-rows", "/predict", {"rows": [[1, 2, 3, 4]] * (MAX_ROWS + 1)}, 413,
+     f"too many rows: at most {MAX_ROWS} per request, got {MAX_ROWS + 1}"),
+    ("body-too-large", "/predict", b" " * 60_000, 413, "body too large: at most 52428 bytes"),
+    ("unknown-model", "/v2/models/other/infer", _v2(ROWS), 404,
+     "unknown model 'other': this server serves 'iris'"),
+    ("wrong-tensor-name", "/v2/models/iris/infer", _v2(ROWS, name="x"), 400,
+     "unknown input tensor 'x': this model's input is 'input'"),
+    ("wrong-datatype", "/v2/models/iris/infer", _v2(ROWS, datatype="BYTES"), 400,
+     "datatype must be one of FP32, FP64, got 'BYTES'"),
+    ("wrong-shape", "/v2/models/iris/infer", _v2(ROWS, shape=[3, 5]), 400,
+     "input shape must be [n, 4], got [3, 5]"),
+    ("shape-data-mismatch", "/v2/models/iris/infer", _v2(ROWS, shape=[4, 4]), 400,
+     "shape [4, 4] needs 16 values, 'data' has 12"),
+    ("v2-text-data", "/v2/models/iris/infer", _v2([[1, 2, 3, 4]], data=[1, 2, "x", 4]), 400,
+     "must hold numbers (FP32); found 'x'"),
+    ("v2-no-inputs", "/v2/models/iris/infer", {"inputs": []}, 400,
+     "'inputs' must be a list of one tensor"),
+    ("v2-too-many-rows", "/v2/models/iris/infer", _v2([[1, 2, 3, 4]], shape=[10_000, 4]),
+     413, f"too many rows: at most {MAX_ROWS}"),
+    ("v2-wrong-output", "/v2/models/iris/infer", {**_v2(ROWS), "outputs": [{"name": "y"}]},
+     400, "unknown output 'y': this model's output is 'probabilities'"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "status", "message"),
+                         [c[1:] for c in BAD_REQUESTS], ids=[c[0] for c in BAD_REQUESTS])
+def test_bad_requests_get_a_4xx_naming_the_problem(
+        client: httpx.Client, path: str, body: bytes | dict[str, Any], status: int,
+        message: str) -> None:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    r = client.post(path, content=content, headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]
+
+
+def test_server_survives_bad_input_and_counts_it(client: httpx.Client,
+                                                 server: Server) -> None:
+    for body in (b"{", b"[]", b'{"rows": "x"}'):
+        assert client.post("/predict", content=body).status_code == 400
+    assert client.get("/v2/health/live").status_code == 200
+    text = client.get("/metrics").text
+    assert re.search(r'specnet_requests_total\{endpoint="predict",code="400"\} \d+', text)
+    assert re.search(r'specnet_request_errors_total\{endpoint="predict"\} [1-9]', text)
+    assert re.search(r'specnet_rows_total\{endpoint="predict"\} [1-9]', text)
+    assert 'specnet_request_duration_seconds_bucket{le="+Inf"}' in text
+    assert not re.search(r'code="5\d\d"', text)
+    assert server.proc.poll() is None
+
+
+def test_concurrent_load_without_errors(server: Server, expected: np.ndarray) -> None:
+    def worker(_: int) -> list[int]:
+        codes = []
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            for i in range(25):
+                if i % 2:
+                    r = c.post("/predict", json={"rows": ROWS})
+                    ok = np.allclose(r.json()["probabilities"], expected, rtol=1e-6)
+                else:
+                    r = c.post("/v2/models/iris/infer", json=_v2(ROWS))
+                    ok = np.allclose(r.json()["outputs"][0]["data"], expected.ravel(),
+                                     rtol=1e-6)
+                codes.append(r.status_code if ok else -1)
+        return codes
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = [c for batch in pool.map(worker, range(16)) for c in batch]
+    assert len(codes) == 400 and set(codes) == {200}
+
+
+def test_server_process_never_loads_torch(server: Server) -> None:
+    maps = Path(f"/proc/{server.proc.pid}/maps").read_text()
+    assert "onnxruntime" in maps  # the check can see shared libraries at all
+    assert "libtorch" not in maps
+
+
+def _with_verification(iris: Path, dest: Path, report: dict[str, Any] | None) -> Path:
+    model = onnx.load(str(iris / "model.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.pop("specnet.verification")
+    if report is not None:
+        props["specnet.verification"] = json.dumps(report)
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, dest)
+    return dest
+
+
+@pytest.mark.parametrize(("report", "message"), [
+    (None, "carries no verification report"),
+    ({"passed": False, "summary": "max abs error 0.5"}, "failed its verification: max abs"),
+], ids=["missing", "failed"])
+def test_refuses_an_unverified_model(iris: Path, tmp_path: Path,
+                                     report: dict[str, Any] | None, message: str) -> None:
+    model = _with_verification(iris, tmp_path / "m.onnx", report)
+    srv = start(model, wait=False)
+    out = "".join(srv.log)
+    assert srv.proc.returncode == 1, out
+    assert "error: refusing to serve" in out and message in out and "--allow-unverified" in out
+    assert "Traceback" not in out
+
+
+def test_allow_unverified_serves_it(iris: Path, tmp_path: Path) -> None:
+    model = _with_verification(iris, tmp_path / "m.onnx", None)
+    srv = start(model, "--allow-unverified")
+    try:
+        meta = httpx.get(srv.url + "/metadata", timeout=30).json()
+        assert meta["verified"] is False
+        r = httpx.post(srv.url + "/predict", json={"rows": ROWS}, timeout=30)
+        assert r.status_code == 200
+    finally:
+        srv.stop()
+
+
+def test_two_workers_share_the_port(iris: Path) -> None:
+    srv = start(iris, "--workers", "2", "--threads", "1")
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the workers start after the parent announces the port
+            try:
+                if httpx.get(srv.url + "/v2/health/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "".join(srv.log)
+            time.sleep(0.1)
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            codes = {c.post("/predict", json={"rows": ROWS}).status_code for _ in range(20)}
+        assert codes == {200}
+        while sum("Application startup complete" in line for line in srv.log) < 2:
+            assert time.monotonic() < deadline + 30, "".join(srv.log)
+            time.sleep(0.1)
+    finally:
+        srv.stop()

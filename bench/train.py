@@ -35,7 +35,7 @@ from specnet.compile import compile_spec
 from specnet.data.prepare import Prepared, prepare
 from specnet.spec.schema import Spec
 from specnet.spec.validate import validate
-from specnet.train import train
+from specnet.trainer import train
 
 BATCH = 64
 LR = 1e-3

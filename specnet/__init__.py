@@ -24,23 +24,23 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .data.prepare import Prepared
-    from .train import Run
+    from .trainer import Run
 
 
 def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume: bool = False,
           quiet: bool = True, prepared: Prepared | None = None) -> Run:
-    """Train `spec` (a Spec or a spec file) and return the Run; see `specnet.train.train`.
+    """Train `spec` (a Spec or a spec file) and return the Run; see `specnet.trainer.train`.
 
     run_dir None writes nothing to disk. Imports torch on first call.
     """
-    from .train import train as _train
+    from .trainer import train as _train
 
     return _train(spec, run_dir, resume=resume, quiet=quiet, prepared=prepared)
 
 
 def load_run(run_dir: Path | str) -> Run:
-    """Rebuild a finished run from its folder; see `specnet.train.load_run`."""
-    from .train import load_run as _load_run
+    """Rebuild a finished run from its folder; see `specnet.trainer.load_run`."""
+    from .trainer import load_run as _load_run
 
     return _load_run(run_dir)
 

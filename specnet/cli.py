@@ -34,8 +34,13 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except SpecnetError as exc:
-            for line in exc.lines():
-                click.echo(f"error: {line}", err=True)
+            issues = getattr(exc, "issues", None)
+            if issues:  # a SpecError: its warnings print as warnings
+                for issue in issues:
+                    _echo_issue(issue)
+            else:
+                for line in exc.lines():
+                    click.echo(f"error: {line}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
@@ -87,7 +92,7 @@ def validate(specs: tuple[Path, ...], quiet: bool) -> None:
             _echo_issue(issue)
         if not quiet:
             s = checked.summary
-            click.echo(f"ok: {path}: {checked.spec.name}, {len(s.rows)} layers, "
+            click.echo(f"ok: {path}: {checked.spec.name}, {len(checked.spec.model)} layers, "
                        f"{s.trainable:,} parameters, input {list(s.input_shape)} -> "
                        f"output {list(s.output_shape)}")
     if failed:
@@ -147,6 +152,257 @@ def schema(output: Path | None) -> None:
 
         atomic_write_text(output, text)
         click.echo(f"wrote {output}", err=True)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("-o", "--run-dir", type=click.Path(path_type=Path), default=None,
+              help="Run folder (default: runs/<name>/).")
+@click.option("--resume", is_flag=True,
+              help="Continue from the newest checkpoint in the run folder.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output; only the summary.")
+@handle_errors
+def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool) -> None:
+    """Train SPEC; write checkpoints, history, metrics and weights to the run folder.
+
+    Progress is a bar on a terminal and one line per epoch otherwise. A run that was
+    interrupted continues bit-identically with --resume.
+
+    \b
+    Examples:
+      specnet train specs/iris.yaml                 # -> runs/iris/
+      specnet train specs/digits.yaml -o runs/d1
+      specnet train specs/digits.yaml -o runs/d1 --resume
+    """
+    from .spec.validate import load_spec
+    from .trainer import train as train_spec
+
+    checked = load_spec(spec)
+    for issue in checked.warnings:
+        _echo_issue(issue)
+    folder = run_dir if run_dir is not None else Path("runs") / checked.spec.name
+    run = train_spec(checked.spec, folder, resume=resume, quiet=quiet)
+    m = run.metrics
+    stop = f", stopped early (best epoch {m['best_epoch']})" if m.get("stopped_early") else ""
+    click.echo(f"trained {run.spec.name}: {m['epochs_run']} epochs in "
+               f"{m['training_time_s']:.1f}s{stop}")
+    for split in ("train", "val", "test"):
+        if m.get(split):
+            values = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                               for k, v in m[split].items())
+            click.echo(f"  {split:<5}  {values}")
+    click.echo(f"run folder: {folder}")
+
+
+@main.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Worker processes (0: one per core).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="torch threads per training (capped so jobs x threads <= cores).")
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
+              help="Output folder [default: sweeps/<name>].")
+@click.option("--dry-run", is_flag=True, help="Validate and list the variants; train nothing.")
+@click.option("-q", "--quiet", is_flag=True, help="No per-variant progress lines.")
+@handle_errors
+def sweep(spec: Path, jobs: int, threads: int, out: Path | None, dry_run: bool,
+          quiet: bool) -> None:
+    """Train every variant of a sweep (grid, random search, cv, repeats) and compare them.
+
+    SPEC is a spec with a `sweep:` section, or a file that `extends:` a base spec. Every
+    variant is validated before anything trains. Writes summary.md, summary.csv, runs.csv,
+    plot.png and best.yaml (the best variant's spec, for `specnet build`) to the output folder.
+
+    \b
+    Examples:
+      specnet sweep specs/sweeps/optimizers_digits.yaml --jobs 2
+      specnet sweep specs/sweeps/cv_tuning_iris.yaml --dry-run
+    """
+    from .sweep import load_sweep, make_jobs, run_sweep
+
+    sw = load_sweep(spec)
+    for issue in sw.warnings:
+        _echo_issue(issue)
+    if dry_run:
+        how = f"{sw.cv}-fold cv" if sw.cv else "the spec's train/val/test split"
+        click.echo(f"{sw.name}: {len(sw.variants)} variants x {sw.runs_per_variant} runs "
+                   f"({how}, {sw.section.repeats} seed(s)) = {len(make_jobs(sw))} trainings; "
+                   f"ranked on {sw.metric.replace('test_', 'cv_') if sw.cv else sw.metric} "
+                   f"({sw.mode})")
+        for v in sw.variants:
+            settings = ", ".join(f"{k}={json.dumps(x)}" for k, x in v.settings.items())
+            click.echo(f"  {v.name}: {settings or '(base spec)'}")
+        return
+    progress = None if quiet else (lambda line: click.echo(line, err=True))
+    result = run_sweep(sw, jobs=jobs, threads=threads, progress=progress)
+    click.echo(result.text_table())
+    folder = out if out is not None else Path("sweeps") / sw.name
+    files = result.write(folder)
+    click.echo(f"wrote {folder}/ ({', '.join(files)})", err=True)
+
+
+def _echo_export(exported: Any) -> None:
+    """The lines `export` and `build` print when an artifact is written."""
+    report = exported.report
+    size = exported.model_path.stat().st_size
+    click.echo(f"exported {exported.artifact.name} -> {exported.folder}/ "
+               f"(model.onnx {size / 1024:.1f} KiB; {', '.join(exported.files)})")
+    click.echo(f"verified: {report['summary']}")
+
+
+@main.command(name="export")
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Artifact folder [default: exports/<name>].")
+@handle_errors
+def export_cmd(run_dir: Path, output: Path | None) -> None:
+    """Export a trained run folder to ONNX and verify it against torch.
+
+    Writes model.onnx (preprocessing and output head inside, metadata inside),
+    weights.safetensors, spec.yaml, preprocessing.json, metrics.json, history.csv,
+    learning_curve.png and verification.json. The folder appears complete or not at
+    all. Exit code 3 when onnxruntime and torch disagree beyond the spec's tolerance.
+
+    \b
+    Example:
+      specnet train specs/iris.yaml && specnet export runs/iris
+    """
+    from .export import export_run
+    from .trainer import load_run
+
+    run = load_run(run_dir)
+    folder = output if output is not None else Path("exports") / run.spec.name
+    _echo_export(export_run(run, folder))
+
+
+@main.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Artifact folder [default: exports/<name>].")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+              help="Also keep the training run folder here (default: none is kept).")
+@click.option("-q", "--quiet", is_flag=True, help="No training progress output.")
+@handle_errors
+def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool) -> None:
+    """The whole pipeline: validate, train, export and verify SPEC -> exports/<name>/.
+
+    A failure at any step (bad spec, diverged training, failed verification) leaves no
+    artifact behind, and an existing artifact of the same name as it was. Exit code 3
+    when verification fails.
+
+    \b
+    Examples:
+      specnet build specs/iris.yaml
+      specnet predict exports/iris flowers.csv
+      specnet serve exports/iris
+    """
+    from .export import export_run
+    from .spec.validate import load_spec
+    from .trainer import train as train_spec
+
+    checked = load_spec(spec)
+    for issue in checked.warnings:
+        _echo_issue(issue)
+    run = train_spec(checked.spec, run_dir, quiet=quiet)
+    m = run.metrics
+    test = "  ".join(f"{k} {v:.4f}" for k, v in (m.get("test") or {}).items()
+                     if isinstance(v, float))
+    click.echo(f"trained {run.spec.name}: {m.get('epochs_run', '?')} epochs"
+               + (f"; test {test}" if test else ""))
+    folder = output if output is not None else Path("exports") / checked.spec.name
+    _echo_export(export_run(run, folder))
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="INPUT")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write here instead of stdout (format from the extension).")
+@click.option("-f", "--format", "fmt", type=click.Choice(["csv", "json"]), default=None,
+              help="Output format [default: from -o's extension, else csv].")
+@click.option("--input-format", type=click.Choice(["csv", "json", "npy"]), default=None,
+              help="Input format [default: from INPUT's extension].")
+@handle_errors
+def predict(model: Path, input_path: str, output: Path | None, fmt: str | None,
+            input_format: str | None) -> None:
+    """Predict with an exported MODEL (folder or model.onnx) on the rows in INPUT.
+
+    INPUT is CSV with a header (columns matched by feature name, others ignored), JSON
+    (records, rows, or {"instances": ...}) or NPY; '-' reads stdin. Output: CSV (label
+    and prob_<class> columns, or one column per target) or JSON. Runs on onnxruntime
+    only (torch is not imported).
+
+    \b
+    Examples:
+      specnet predict exports/iris flowers.csv
+      specnet predict exports/iris rows.json -o predictions.json
+    """
+    from .predict import predict_file
+
+    if fmt is None:
+        fmt = "json" if output is not None and output.suffix.lower() == ".json" else "csv"
+
+    def note(text: str) -> None:
+        click.echo(f"note: {text}", err=True)
+
+    art, text = predict_file(model, input_path, input_fmt=input_format, output_fmt=fmt,
+                             note=note)
+    problem = art.verification_problem()
+    if problem:
+        click.echo(f"warning: {problem}", err=True)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        from .io import atomic_write_text
+
+        atomic_write_text(output, text)
+        click.echo(f"wrote {output}", err=True)
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to listen on (0.0.0.0 exposes the server to the network).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server processes.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="onnxruntime threads per worker [default: cores // workers].")
+@click.option("--max-rows", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Most rows one request may carry (more: 413).")
+@click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=8.0,
+              show_default=True, help="Largest request body in MiB (larger: 413).")
+@click.option("--allow-unverified", is_flag=True,
+              help="Serve a model whose verification is missing or failed.")
+@click.option("--access-log", is_flag=True, help="Log every request.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info",
+                                                "debug"]), default="info",
+              show_default=True)
+@handle_errors
+def serve(model: Path, host: str, port: int, workers: int, threads: int | None,
+          max_rows: int, max_body_mb: float, allow_unverified: bool, access_log: bool,
+          log_level: str) -> None:
+    """Serve an exported MODEL over HTTP (Open Inference Protocol v2 + /predict).
+
+    Endpoints: /v2/health/live, /v2/health/ready, /v2/models/<name>[/ready|/infer],
+    /predict, /metadata, /metrics (Prometheus). Runs on onnxruntime only (no torch).
+    Refuses a model whose verification is missing or failed unless --allow-unverified.
+
+    \b
+    Example:
+      specnet serve exports/iris --port 8000
+      curl -s localhost:8000/predict -d '{"rows": [[5.1, 3.5, 1.4, 0.2]]}'
+    """
+    from .runtime import available_cores
+    from .serve import Limits
+    from .serve import serve as run_server
+
+    if threads is not None and threads * workers > available_cores():
+        click.echo(f"warning: {workers} workers x {threads} threads exceeds the "
+                   f"{available_cores()} available cores", err=True)
+    limits = Limits(max_rows=max_rows, max_body_bytes=int(max_body_mb * 1024 * 1024))
+    run_server(model, host=host, port=port, workers=workers, threads=threads, limits=limits,
+               allow_unverified=allow_unverified, access_log=access_log, log_level=log_level)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from .data.prepare import Prepared, Scaler
-    from .train import Run
+    from .trainer import Run
 
 RANDOM_ROWS = 1024
 """Random rows used by the verification, besides the test split."""
@@ -286,11 +286,6 @@ def export_model(spec: Spec, net: nn.Module, prepared: Prepared, out: str | Path
             raise ExportError("the model changed while its metadata was written")
         _write_folder(tmp, final, spec, net, prepared, report, metrics, history, run_dir)
         files = sorted(p.name for p in tmp.iterdir())
-        # Temporary folders and files are created private (0700 / 0600); an artifact is
-        # meant to be read by whoever serves it.
-        tmp.chmod(0o755)
-        for name in files:
-            (tmp / name).chmod(0o644)
     return Exported(out, out / FILES["model"], art, report, files)
 
 
@@ -376,7 +371,7 @@ def export_run(run: Run, out: str | Path) -> Exported:
     The torch side of the verification is `predict_torch(run, X)`: the training code's own
     idea of the model's outputs, so the artifact is checked against it.
     """
-    from .train import predict_torch
+    from .trainer import predict_torch
 
     reference = small_batches_on_one_thread(lambda X: predict_torch(run, X))
     return export_model(run.spec, run.model, run.prepared, out, metrics=run.metrics,

@@ -16,7 +16,7 @@ from specnet.spec.schema import Spec
 from specnet.spec.validate import validate
 
 if TYPE_CHECKING:
-    from specnet.train import Run
+    from specnet.trainer import Run
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 EPOCHS = {"iris": 15, "moons": 6, "diabetes": 8, "digits_cnn": 1}
@@ -44,7 +44,7 @@ def fast_spec(name: str, epochs: int | None = None, **export: Any) -> Spec:
 
 def trained(name: str) -> Run:
     """A trained Run of specs/<name>.yaml (cached for the session)."""
-    from specnet.train import train
+    from specnet.trainer import train
 
     if name not in _runs:
         _runs[name] = train(fast_spec(name))

@@ -21,7 +21,7 @@ from specnet.cli import main
 from specnet.errors import ExportError, VerificationError
 from specnet.export import export_model, export_run, inference_model
 from specnet.spec.resolve import dump_resolved, spec_hash
-from specnet.train import predict_torch
+from specnet.trainer import predict_torch
 from specnet.verify import torch_reference
 
 TASKS = ["iris", "moons", "diabetes", "digits_cnn"]
@@ -122,7 +122,7 @@ def test_outputs_are_in_user_terms(name: str, tmp_path_factory: pytest.TempPathF
 
 def test_export_cli_from_a_run_folder(tmp_path: Path) -> None:
     from specnet.spec.validate import validate
-    from specnet.train import train
+    from specnet.trainer import train
 
     spec = validate(spec_data("moons"))
     train(spec, tmp_path / "run")

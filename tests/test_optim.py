@@ -20,7 +20,7 @@ from specnet.optim import (
 )
 from specnet.spec.schema import OPTIMIZERS, SCHEDULES, Training
 from specnet.spec.validate import validate
-from specnet.train import train
+from specnet.trainer import train
 
 
 @pytest.fixture(autouse=True)

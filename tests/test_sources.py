@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from specnet.data.sources import SOURCES, DataSource, Split, Xor
-from specnet.errors import SpecError
+from specnet.errors import DataError, SpecError
 from specnet.spec.load import loads
 from specnet.spec.validate import validate
 
@@ -61,10 +61,18 @@ SMALL: dict[str, Callable[[Path], dict[str, Any]]] = {
 
 
 def test_every_source_is_walked() -> None:
-    assert set(SMALL) == set(SOURCES)
+    assert set(SMALL) | {"arrays"} == set(SOURCES)
 
 
-@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_in_memory_source_sizes_but_does_not_load() -> None:
+    src = SOURCES["arrays"](shape=[5], n_classes=3)
+    assert src.info().input_shape == (5,) and src.info().n_classes == 3
+    assert SOURCES["arrays"](shape=[2], n_targets=2).info().kind == "regression"
+    with pytest.raises(DataError, match="holds no data of its own: pass the arrays"):
+        src.load(0)
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
 def test_source_loads_as_info_promises(name: str, tmp_path: Path) -> None:
     src: DataSource = SOURCES[name](**SMALL[name](tmp_path))
     info = src.info()

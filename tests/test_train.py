@@ -22,7 +22,7 @@ import specnet
 from specnet.errors import ModelInputError, TrainingError
 from specnet.spec.schema import Spec
 from specnet.spec.validate import load_spec, validate
-from specnet.train import ARTIFACTS, Run, _Progress, load_run, predict_torch, train
+from specnet.trainer import ARTIFACTS, Run, _Progress, load_run, predict_torch, train
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -286,7 +286,7 @@ def test_min_delta_ignores_tiny_improvements() -> None:
 
 
 def test_train_and_eval_modes_are_switched(monkeypatch: pytest.MonkeyPatch) -> None:
-    module = sys.modules["specnet.train"]
+    module = sys.modules["specnet.trainer"]
     original = module.compile_spec
     seen: list[tuple[bool, int]] = []
 
@@ -352,7 +352,7 @@ def test_train_reuses_prepared_data() -> None:
 def test_package_level_train_works_before_and_after_importing_the_module() -> None:
     run = specnet.train(_spec(training={"epochs": 1}))
     assert isinstance(run, Run)
-    import specnet.train as module
+    import specnet.trainer as module
 
     assert isinstance(module.train(_spec(training={"epochs": 1})), Run)
     assert isinstance(specnet.train(_spec(training={"epochs": 1})), Run)

@@ -429,9 +429,34 @@ class MnistIdx(_FileSource):
         return idx_load(self)
 
 
+class InMemory(DataSource):
+    """Arrays handed over in Python (`SpecClassifier.fit(X, y)`, `train(spec, prepared=...)`):
+    the spec only says their shape; there is nothing to load from the spec itself."""
+
+    source: Literal["arrays"] = "arrays"
+    shape: list[Annotated[int, Field(ge=1)]] = Field(..., min_length=1, max_length=3)
+    """Shape of one sample (no batch axis), e.g. [20]."""
+    n_classes: int | None = Field(None, ge=2)
+    """Number of classes (classification); unset means regression targets."""
+    n_targets: int = Field(1, ge=1)
+    """Width of the regression targets."""
+
+    def info(self) -> SourceInfo:
+        kind: Literal["classification", "regression"] = (
+            "regression" if self.n_classes is None else "classification")
+        return SourceInfo(tuple(self.shape), kind, self.n_classes, self.n_targets)
+
+    def load(self, seed: int) -> Arrays:
+        from ..errors import DataError
+
+        raise DataError("data source 'arrays' holds no data of its own: pass the arrays in "
+                        "Python (SpecClassifier.fit(X, y), or train(spec, prepared=...)), or "
+                        "name a built-in source or a file")
+
+
 SOURCE_CLASSES: tuple[type[DataSource], ...] = (
     Xor, Moons, Circles, Blobs, Classification, Regression, Iris, Wine, BreastCancer,
-    Digits, Diabetes, Csv, Npz, MnistIdx,
+    Digits, Diabetes, Csv, Npz, MnistIdx, InMemory,
 )
 SOURCES: dict[str, type[DataSource]] = {
     cls.model_fields["source"].default: cls for cls in SOURCE_CLASSES

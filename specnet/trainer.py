@@ -18,7 +18,6 @@ import random
 import shutil
 import sys
 import time
-import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -581,17 +580,3 @@ def predict_torch(run: Run, X_raw: np.ndarray) -> np.ndarray:
         if run.prepared.y_scaler is not None:
             result = run.prepared.y_scaler.inverse(result)
     return np.asarray(result, dtype=np.float32)
-
-
-class _CallableModule(types.ModuleType):
-    """`specnet.train` names both this module and the `train` function re-exported by the
-    package. Importing the module rebinds the package attribute to the module, so the module
-    itself is callable: `specnet.train(spec)` works whichever was imported first."""
-
-    def __call__(self, spec: Spec | str | Path, run_dir: Path | str | None = None, *,
-                 resume: bool = False, quiet: bool = True,
-                 prepared: Prepared | None = None) -> Run:
-        return train(spec, run_dir, resume=resume, quiet=quiet, prepared=prepared)
-
-
-sys.modules[__name__].__class__ = _CallableModule

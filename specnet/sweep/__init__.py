@@ -1,0 +1,68 @@
+"""Sweeps: grids, random search, cross-validation and repeated comparisons of specs.
+
+    sweep = load_sweep("specs/sweeps/optimizers_digits.yaml")  # every variant validated
+    result = run_sweep(sweep, jobs=2)                           # trains, in 2 processes
+    print(result.text_table())
+    result.write(Path("sweeps") / sweep.name)                   # tables, plot, best.yaml
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ..errors import SpecnetError
+from .load import Sweep, Variant, load_sweep, sweep_from_source
+from .report import SweepResult, VariantResult
+from .runner import Job, JobResult, execute, fold_indices, make_jobs, plan, prepare_job
+from .section import Override, SweepSection
+
+__all__ = [
+    "Job", "JobResult", "Override", "Sweep", "SweepResult", "SweepSection", "Variant",
+    "VariantResult", "fold_indices", "load_sweep", "make_jobs", "prepare_job", "run_sweep",
+    "sweep_from_source",
+]
+
+Progress = Callable[[str], None]
+
+
+def run_sweep(sweep: Sweep, jobs: int = 1, threads: int = 1,
+              progress: Progress | None = None) -> SweepResult:
+    """Train every variant of `sweep` (folds x repeats each) and summarise.
+
+    jobs: worker processes (0: one per core; 1: in this process). threads: torch threads
+    per training, capped so processes x threads <= cores. Results are the same for any
+    `jobs` (every training is seeded and runs with `threads` threads).
+    `progress` gets one line per finished variant. Raises SpecnetError when every run fails.
+    """
+    all_jobs = make_jobs(sweep)
+    processes, threads = plan(jobs, threads, len(all_jobs))
+    per_variant = sweep.runs_per_variant
+    finished: dict[int, list[JobResult]] = {}
+    t0 = time.perf_counter()
+    count = [0]
+
+    def done(result: JobResult) -> None:
+        runs = finished.setdefault(result.key[0], [])
+        runs.append(result)
+        if progress is None or len(runs) < per_variant:
+            return
+        count[0] += 1
+        vr = VariantResult(sweep.variants[result.key[0]], runs)
+        mean, sd = vr.stat(sweep.metric)
+        failed = len(runs) - len(vr.ok)
+        note = f", {failed} failed" if failed else ""
+        metric = sweep.metric.replace("test_", "cv_") if sweep.cv else sweep.metric
+        progress(f"[{count[0]}/{len(sweep.variants)}] {vr.variant.name}: {metric} "
+                 f"{mean:.4f} ± {sd:.4f} ({len(runs)} runs{note}, "
+                 f"{time.perf_counter() - t0:.1f}s)")
+
+    results = execute(all_jobs, processes, threads, done)
+    wall = time.perf_counter() - t0
+    grouped = [VariantResult(v, [r for r in results if r.key[0] == i])
+               for i, v in enumerate(sweep.variants)]
+    out = SweepResult(sweep, grouped, wall, processes, threads)
+    if all(not g.ok for g in grouped):
+        first = next(r.error for r in results if r.error)
+        raise SpecnetError(f"every training of sweep {sweep.name!r} failed; the first: {first}")
+    return out

@@ -1,0 +1,299 @@
+"""Sweep results: per-variant mean ± sd, the tables (text, Markdown, CSV), the plot, and
+the best variant's resolved spec."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..io import atomic_dir
+from ..spec.resolve import resolved_dict
+from .load import Sweep, Variant
+from .runner import JobResult
+
+
+@dataclass
+class VariantResult:
+    """The runs of one variant and their summary statistics."""
+
+    variant: Variant
+    runs: list[JobResult]
+
+    @property
+    def ok(self) -> list[JobResult]:
+        """Runs that finished (not diverged)."""
+        return [r for r in self.runs if r.error is None]
+
+    def values(self, column: str) -> np.ndarray:
+        """The column over finished runs (NaN where a run has no value)."""
+        return np.array([r.values.get(column, math.nan) for r in self.ok], dtype=np.float64)
+
+    def stat(self, column: str) -> tuple[float, float]:
+        """(mean, sample sd) of a column over finished runs; sd 0 for one run, NaN for none."""
+        v = self.values(column)
+        v = v[np.isfinite(v)]
+        if len(v) == 0:
+            return math.nan, math.nan
+        return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+@dataclass
+class SweepResult:
+    """A finished sweep: one VariantResult per variant, the best one, the wall time."""
+
+    sweep: Sweep
+    results: list[VariantResult]
+    wall_s: float
+    processes: int
+    threads: int
+    out_dir: Path | None = None
+
+    @property
+    def best(self) -> VariantResult | None:
+        """The variant with the best mean of the ranking metric (None if all failed)."""
+        scored = [(r.stat(self.sweep.metric)[0], i) for i, r in enumerate(self.results)]
+        scored = [(m, i) for m, i in scored if math.isfinite(m)]
+        if not scored:
+            return None
+        sign = 1 if self.sweep.mode == "min" else -1
+        return self.results[min(scored, key=lambda t: (sign * t[0], t[1]))[1]]
+
+    # ------------------------------------------------------------ columns
+
+    def _held(self) -> str:
+        return "test" if self.sweep.cv else "val" if self._has("val") else "test"
+
+    def _has(self, split: str) -> bool:
+        name = f"{split}_loss"
+        return any(name in r.values for v in self.results for r in v.ok)
+
+    def shown_columns(self) -> list[str]:
+        """Columns of the summary table, in order."""
+        names = self.sweep.metric_names or ["loss"]
+        cols: list[str] = []
+        if self._has("val") and not self.sweep.cv:
+            cols += [f"val_{m}" for m in names]
+        if self._has("test"):
+            cols += [f"test_{m}" for m in names]
+        cols += [f"train_{names[0]}", f"gap_{names[0]}"]
+        if self.sweep.metric not in cols:
+            cols.insert(0, self.sweep.metric)
+        return [*cols, "time_s", "epochs"]
+
+    def header(self, column: str) -> str:
+        """Human label of a column: 'val accuracy', 'cv accuracy', 'time (s)'."""
+        if column == "time_s":
+            return "train time (s)"
+        split, _, name = column.partition("_")
+        if not name:
+            return column
+        if split == "test" and self.sweep.cv:
+            split = f"cv{self.sweep.cv}"
+        if split == "gap":
+            return f"{name} gap (train - {'cv' if self.sweep.cv else self._held()})"
+        return f"{split} {name}"
+
+    # ------------------------------------------------------------ tables
+
+    def rows(self) -> list[list[str]]:
+        """The summary table as text cells, header row first."""
+        cols = self.shown_columns()
+        out = [["variant", "runs", *(self.header(c) for c in cols)]]
+        best = self.best
+        for r in self.results:
+            name = r.variant.name + (" *" if r is best else "")
+            runs = f"{len(r.ok)}" + (f" ({len(r.runs) - len(r.ok)} failed)"
+                                     if len(r.ok) < len(r.runs) else "")
+            out.append([name, runs, *(_cell(*r.stat(c), c) for c in cols)])
+        return out
+
+    def text_table(self) -> str:
+        """The summary as an aligned text table; '*' marks the best variant."""
+        rows = self.rows()
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                           for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+                 for row in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        return "\n".join([*lines, self.footer()])
+
+    def markdown(self) -> str:
+        """The summary as a Markdown table (the best variant in bold) with a footer line."""
+        rows = self.rows()
+        best = self.best
+        lines = ["| " + " | ".join(rows[0]) + " |",
+                 "|" + "|".join(["---"] + ["---:"] * (len(rows[0]) - 1)) + "|"]
+        for r, row in zip(self.results, rows[1:], strict=True):
+            cells = list(row)
+            if r is best:
+                cells[0] = f"**{r.variant.name}**"
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join([*lines, "", self.footer()]) + "\n"
+
+    def footer(self) -> str:
+        """One line: what was run, how, and which variant won."""
+        s = self.sweep
+        how = f"{s.cv}-fold cv" if s.cv else "train/val/test split"
+        reps = f" x {s.section.repeats} seeds" if s.section.repeats > 1 else ""
+        best = self.best
+        won = (f"best: {best.variant.name} ({self.header(s.metric)} "
+               f"{_cell(*best.stat(s.metric), s.metric)})" if best else "every run failed")
+        return (f"{len(s.variants)} variants x {s.runs_per_variant} runs ({how}{reps}); "
+                f"mean ± sd; {won}; wall {self.wall_s:.1f}s on {self.processes} process(es) "
+                f"x {self.threads} thread(s)")
+
+    def summary_csv(self) -> str:
+        """One row per variant: settings, run counts, mean and sd of every column."""
+        cols = _all_columns(self)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["variant", "settings", "runs", "failed", *(f"{c}_{s}" for c in cols
+                                                             for s in ("mean", "sd"))])
+        for r in self.results:
+            stats = [x for c in cols for x in r.stat(c)]
+            w.writerow([r.variant.name, json.dumps(r.variant.settings), len(r.ok),
+                        len(r.runs) - len(r.ok), *(_num(x) for x in stats)])
+        return buf.getvalue()
+
+    def runs_csv(self) -> str:
+        """One row per training: variant, repeat, fold, seed, sizes, every value, error."""
+        cols = _all_columns(self)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["variant", "repeat", "fold", "seed", "n_train", "n_val", "n_scored", *cols,
+                    "error"])
+        for r in self.results:
+            for run in r.runs:
+                w.writerow([r.variant.name, run.key[1], run.key[2], run.seed, *run.sizes,
+                            *(_num(run.values.get(c, math.nan)) for c in cols), run.error or ""])
+        return buf.getvalue()
+
+    def best_spec_yaml(self) -> str | None:
+        """The best variant's resolved spec (no sweep section), ready for `specnet build`."""
+        best = self.best
+        if best is None:
+            return None
+        data = resolved_dict(best.variant.spec)
+        data["name"] = f"{self.sweep.name}_best"[:64]
+        head = (f"# Best variant of sweep {self.sweep.name!r}: {best.variant.name}\n"
+                f"# ({self.header(self.sweep.metric)} "
+                f"{_cell(*best.stat(self.sweep.metric), self.sweep.metric)}; "
+                f"from {self.sweep.file}). Build it with: specnet build best.yaml\n")
+        return head + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+
+    # ------------------------------------------------------------ plot
+
+    def plot_png(self) -> bytes:
+        """Ranking metric per variant (mean ± sd) and mean learning curves, overlaid."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        s = self.sweep
+        names = [r.variant.name for r in self.results]
+        stats = [r.stat(s.metric) for r in self.results]
+        many = len(names) > 6
+        fig = Figure(figsize=(15 if many else 12, 4.2 + 0.15 * max(0, len(names) - 8)),
+                     dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 2, 1)
+        ys = np.arange(len(names))[::-1]
+        best = self.best
+        colors = ["tab:orange" if r is best else "tab:blue" for r in self.results]
+        ax.barh(ys, [m for m, _ in stats], xerr=[0 if math.isnan(sd) else sd for _, sd in stats],
+                color=colors, alpha=0.8, capsize=3)
+        ax.set_yticks(ys, names, fontsize=8 if len(names) > 8 else 10)
+        finite = [(m, sd if math.isfinite(sd) else 0.0) for m, sd in stats if math.isfinite(m)]
+        if finite and s.mode == "max" and min(m for m, _ in finite) > 0:
+            # Zoom on the spread; scores such as accuracy end at 1.
+            lo, hi = min(m - sd for m, sd in finite), max(m + sd for m, sd in finite)
+            top = max(m for m, _ in finite)
+            if top <= 1.0:
+                hi = min(hi, 1.0)
+            pad = 0.08 * (hi - lo + 1e-9)
+            ax.set_xlim(max(0.0, lo - pad), hi + pad)
+        ax.set_xlabel(f"{self.header(s.metric)} (mean ± sd)")
+        ax.set_title(f"{s.name}: {self.header(s.metric)}")
+        ax.grid(axis="x", alpha=0.3)
+        ax2 = fig.add_subplot(1, 2, 2)
+        curve = "val_loss" if self._has("val") else "loss"
+        for r in self.results:
+            mean = _mean_curve([run.history for run in r.ok], curve)
+            if len(mean):
+                ax2.plot(np.arange(1, len(mean) + 1), mean, label=r.variant.name,
+                         linewidth=2.4 if r is best else 1.2)
+        ax2.set_xlabel("epoch")
+        ax2.set_ylabel(curve.replace("_", " "))
+        ax2.set_yscale("log")
+        ax2.set_title(f"learning curves ({curve.replace('_', ' ')}, mean over runs)")
+        ax2.grid(alpha=0.3)
+        if len(names) <= 24:
+            if many:
+                ax2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+            else:
+                ax2.legend(fontsize=8)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        return buf.getvalue()
+
+    # ------------------------------------------------------------ files
+
+    def write(self, out_dir: Path) -> list[str]:
+        """Write every result file into `out_dir` (replaced as a whole, atomically)."""
+        files = {"summary.md": self.markdown(), "summary.csv": self.summary_csv(),
+                 "runs.csv": self.runs_csv()}
+        best = self.best_spec_yaml()
+        if best is not None:
+            files["best.yaml"] = best
+        with atomic_dir(out_dir) as tmp:
+            for name, text in files.items():
+                (tmp / name).write_text(text, encoding="utf-8")
+            (tmp / "plot.png").write_bytes(self.plot_png())
+        self.out_dir = out_dir
+        return [*files, "plot.png"]
+
+
+def _all_columns(result: SweepResult) -> list[str]:
+    seen: list[str] = []
+    for r in result.results:
+        for run in r.ok:
+            seen += [k for k in run.values if k not in seen]
+    order = ["train", "val", "test", "gap", "time", "epochs"]
+    return sorted(seen, key=lambda c: (order.index(c.split("_")[0]) if c.split("_")[0] in order
+                                       else 9, seen.index(c)))
+
+
+def _mean_curve(histories: list[list[dict[str, float]]], column: str) -> np.ndarray:
+    """Mean of `column` per epoch over the runs still training at that epoch.
+
+    Runs stop at different epochs (early stopping); the curve ends where fewer than half
+    of them are left, so that one long run does not draw the tail alone.
+    """
+    lengths = sorted((len(h) for h in histories), reverse=True)
+    length = lengths[(len(lengths) - 1) // 2] if lengths else 0
+    out = np.full(length, np.nan)
+    for e in range(length):
+        vals = [h[e][column] for h in histories if e < len(h) and column in h[e]]
+        if vals:
+            out[e] = float(np.mean(vals))
+    return out
+
+
+def _cell(mean: float, sd: float, column: str) -> str:
+    if not math.isfinite(mean):
+        return "-"
+    if column == "epochs":
+        return f"{mean:.0f} ± {sd:.0f}"
+    digits = 2 if column == "time_s" else 3
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def _num(x: float) -> str:
+    return "" if not math.isfinite(x) else repr(float(x))

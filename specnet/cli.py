@@ -26,6 +26,17 @@ def _echo_issue(issue: Issue) -> None:
     click.echo(f"{label}: {text}", err=True)
 
 
+def _emit(text: str, output: Path | None) -> None:
+    """Print `text` to stdout, or write it atomically to `output`."""
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    from .io import atomic_write_text
+
+    atomic_write_text(output, text)
+    click.echo(f"wrote {output}", err=True)
+
+
 def handle_errors(fn: F) -> F:
     """Turn specnet errors into `error:` lines and their exit code; never a traceback."""
 
@@ -145,13 +156,7 @@ def schema(output: Path | None) -> None:
     from .spec.resolve import json_schema
 
     text = json.dumps(json_schema(), indent=2) + "\n"
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        from .io import atomic_write_text
-
-        atomic_write_text(output, text)
-        click.echo(f"wrote {output}", err=True)
+    _emit(text, output)
 
 
 @main.command()
@@ -350,13 +355,7 @@ def predict(model: Path, input_path: str, output: Path | None, fmt: str | None,
     problem = art.verification_problem()
     if problem:
         click.echo(f"warning: {problem}", err=True)
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        from .io import atomic_write_text
-
-        atomic_write_text(output, text)
-        click.echo(f"wrote {output}", err=True)
+    _emit(text, output)
 
 
 @main.command()

@@ -22,13 +22,7 @@ from specnet.spec.schema import OPTIMIZERS, SCHEDULES, Training
 from specnet.spec.validate import validate
 from specnet.trainer import train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _schedule(sched: dict[str, Any], epochs: int = 20) -> LRSchedule:

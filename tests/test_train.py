@@ -28,14 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    """Small models train fastest on one thread, and a 2-core CI box shared with other jobs
-    stalls torch's thread pool; the loop's results do not depend on the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _spec(**over: Any) -> Spec:

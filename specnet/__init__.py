@@ -1,5 +1,11 @@
 """specnet: declarative network specs compiled to PyTorch, trained, exported to ONNX, served.
 
+    checked = specnet.load("specs/iris.yaml")        # Checked: .spec, .summary, .warnings
+    net = specnet.compile_spec(checked.spec)         # nn.Sequential
+    run = specnet.train(checked.spec, "runs/iris")   # Run; specnet.load_run("runs/iris")
+    specnet.export_run(run, "exports/iris")          # ONNX artifact, verified
+
+scikit-learn estimators: `from specnet.sklearn import SpecClassifier, SpecRegressor`.
 Importing specnet does not import torch; the functions that need it import it themselves.
 """
 
@@ -24,6 +30,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .data.prepare import Prepared
+    from .export import Exported
     from .trainer import Run
 
 
@@ -45,6 +52,14 @@ def load_run(run_dir: Path | str) -> Run:
     return _load_run(run_dir)
 
 
+def export_run(run: Run, out: str | Path) -> Exported:
+    """Export a trained Run to the folder `out` as ONNX and verify it against torch; see
+    `specnet.export.export_run`. Raises VerificationError (exit code 3) on a mismatch."""
+    from .export import export_run as _export_run
+
+    return _export_run(run, out)
+
+
 def summarize(spec: Spec) -> str:
     """The layer table of a validated spec (shapes, parameters, totals) as text."""
     return check(spec).summary.table()
@@ -52,5 +67,5 @@ def summarize(spec: Spec) -> str:
 
 __all__ = [
     "Checked", "DataError", "Spec", "SpecError", "SpecnetError", "VerificationError", "check",
-    "compile_spec", "load", "load_run", "summarize", "train", "validate",
+    "compile_spec", "export_run", "load", "load_run", "summarize", "train", "validate",
 ]

@@ -127,6 +127,9 @@ def show(spec: Path, resolved: bool, as_json: bool) -> None:
     """
     from .spec.validate import load_spec
 
+    if as_json and not resolved:
+        raise click.UsageError("--json works with --resolved: specnet show --resolved --json "
+                               "SPEC")
     checked = load_spec(spec)
     for issue in checked.warnings:
         _echo_issue(issue)
@@ -180,12 +183,14 @@ def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool) -> None:
       specnet train specs/digits.yaml -o runs/d1 --resume
     """
     from .spec.validate import load_spec
+    from .trainer import check_run_dir
     from .trainer import train as train_spec
 
     checked = load_spec(spec)
     for issue in checked.warnings:
         _echo_issue(issue)
     folder = run_dir if run_dir is not None else Path("runs") / checked.spec.name
+    check_run_dir(folder, spec)
     run = train_spec(checked.spec, folder, resume=resume, quiet=quiet)
     m = run.metrics
     stop = f", stopped early (best epoch {m['best_epoch']})" if m.get("stopped_early") else ""
@@ -224,6 +229,7 @@ def sweep(spec: Path, jobs: int, threads: int, out: Path | None, dry_run: bool,
       specnet sweep specs/sweeps/cv_tuning_iris.yaml --dry-run
     """
     from .sweep import load_sweep, make_jobs, run_sweep
+    from .sweep.report import check_out_dir
 
     sw = load_sweep(spec)
     for issue in sw.warnings:
@@ -238,10 +244,11 @@ def sweep(spec: Path, jobs: int, threads: int, out: Path | None, dry_run: bool,
             settings = ", ".join(f"{k}={json.dumps(x)}" for k, x in v.settings.items())
             click.echo(f"  {v.name}: {settings or '(base spec)'}")
         return
+    folder = out if out is not None else Path("sweeps") / sw.name
+    check_out_dir(folder)  # before training, not after
     progress = None if quiet else (lambda line: click.echo(line, err=True))
     result = run_sweep(sw, jobs=jobs, threads=threads, progress=progress)
     click.echo(result.text_table())
-    folder = out if out is not None else Path("sweeps") / sw.name
     files = result.write(folder)
     click.echo(f"wrote {folder}/ ({', '.join(files)})", err=True)
 
@@ -301,20 +308,23 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool) ->
       specnet predict exports/iris flowers.csv
       specnet serve exports/iris
     """
+    from .artifact import FILES
     from .export import export_run
+    from .io import check_replaceable
     from .spec.validate import load_spec
     from .trainer import train as train_spec
 
     checked = load_spec(spec)
     for issue in checked.warnings:
         _echo_issue(issue)
+    folder = output if output is not None else Path("exports") / checked.spec.name
+    check_replaceable(folder, FILES.values(), "a specnet export")  # before training
     run = train_spec(checked.spec, run_dir, quiet=quiet)
     m = run.metrics
     test = "  ".join(f"{k} {v:.4f}" for k, v in (m.get("test") or {}).items()
                      if isinstance(v, float))
     click.echo(f"trained {run.spec.name}: {m.get('epochs_run', '?')} epochs"
                + (f"; test {test}" if test else ""))
-    folder = output if output is not None else Path("exports") / checked.spec.name
     _echo_export(export_run(run, folder))
 
 

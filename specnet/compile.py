@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from typing import TYPE_CHECKING, NoReturn
 
 from .errors import Issue, SpecError
 from .layers import Block, Layer, _Weighted
-from .shapes import LocatedShapeError, infer
+from .shapes import LocatedShapeError, Summary, infer
 from .spec.base import Shape
 from .spec.load import format_path
 from .spec.schema import Spec
-from .spec.validate import output_width, resolve_auto
+from .spec.validate import LARGE_MODEL_BYTES, output_width, resolve_auto
 
 if TYPE_CHECKING:
     from torch import nn
@@ -65,6 +66,20 @@ def _build(layers: list[Layer], inp: Shape, spec: Spec) -> tuple[list[nn.Module]
     return modules, inp
 
 
+def _memory_bytes() -> int | None:
+    """This machine's physical memory, where the OS tells."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _too_large(summary: Summary, why: str) -> NoReturn:
+    raise SpecError([Issue("model", f"the model holds {summary.trainable:,} parameters "
+                                    f"({summary.size_bytes / 2**30:.1f} GiB as float32), {why}; "
+                                    "make the layers smaller")])
+
+
 def compile_spec(spec: Spec, info: SourceInfo | None = None) -> nn.Sequential:
     """Build the network of `spec` as nn.Sequential: input (batch, *input_shape) ->
     output (batch, width).
@@ -80,11 +95,22 @@ def compile_spec(spec: Spec, info: SourceInfo | None = None) -> nn.Sequential:
     inp: Shape = tuple(spec.input) if spec.input else info.input_shape
     layers = resolve_auto(spec.model, output_width(spec, info))
     try:  # the same shape check as `specnet validate`, so a bad spec fails with its path
-        infer(layers, inp)
+        summary = Summary(inp, infer(layers, inp))
     except LocatedShapeError as exc:
         raise SpecError([Issue(format_path(exc.path), str(exc))]) from None
+    # `validate` only warns about a huge model; building one must fail with a message, not
+    # a torch traceback or the OOM killer.
+    memory = _memory_bytes()
+    if memory is not None and summary.size_bytes > memory:
+        _too_large(summary, f"more than this machine's {memory / 2**30:.1f} GiB of memory")
     # Seed here, not globally, so compiling never depends on what ran before.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
-        modules, _ = _build(layers, inp, spec)
+        try:
+            modules, _ = _build(layers, inp, spec)
+        except (RuntimeError, MemoryError, TypeError, OverflowError) as exc:
+            if summary.size_bytes <= LARGE_MODEL_BYTES:
+                raise  # a small model that fails to build is a bug, not the user's spec
+            _too_large(summary, f"too large to build ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0][:200]})")
     return nn.Sequential(*modules)

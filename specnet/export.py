@@ -262,13 +262,13 @@ def export_model(spec: Spec, net: nn.Module, prepared: Prepared, out: str | Path
     input_shape = tuple(int(d) for d in prepared.input_shape)
     data = verification_data(prepared, spec.seed)
     first = next(iter(data.values()))
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, FILES.values(), "a specnet export") as tmp:
         proto = to_onnx(wrapper, input_shape, opset=spec.export.opset, task=spec.task,
                         example=first)
-        raw = proto.SerializeToString()
-        report = verify(onnx_reference(raw), reference or torch_reference(wrapper), data,
+        run_onnx = onnx_reference(proto.SerializeToString())
+        report = verify(run_onnx, reference or torch_reference(wrapper), data,
                         task=spec.task, rtol=spec.export.rtol, atol=spec.export.atol)
-        probe = onnx_reference(raw)(first[:7])
+        probe = run_onnx(first[:7])
         out_shape = tuple(int(d) for d in probe.shape[1:])
         width = math.prod(out_shape) if out_shape else 1
         art = Artifact(

@@ -5,9 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
+
+from .errors import SpecnetError
+
+
+def _cannot_write(path: Path, exc: OSError) -> NoReturn:
+    raise SpecnetError(f"cannot write {path}: {exc.strerror or exc}; choose another "
+                       "path or check its permissions") from None
 
 
 def _umask() -> int:
@@ -17,10 +25,18 @@ def _umask() -> int:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the whole new one, never half."""
+    """Write `data` to `path` so readers see the old file or the whole new one, never half.
+
+    Raises SpecnetError naming `path` when it cannot be written (a folder, no permission).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        _cannot_write(path, IsADirectoryError(21, "it is a folder, not a file"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        _cannot_write(path, exc)
     try:
         # mkstemp makes the file private (0600); the result gets the usual umask mode.
         os.fchmod(fd, 0o666 & ~_umask())
@@ -29,8 +45,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            _cannot_write(path, exc)
         raise
 
 
@@ -39,15 +57,40 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def check_replaceable(path: str | Path, owned: Collection[str], what: str) -> None:
+    """SpecnetError unless `path` is absent, or a folder holding only names in `owned` (an
+    earlier output of the same kind): `atomic_dir` replaces the folder as a whole, so
+    anything else in it would be lost. `what` names the kind of folder, e.g. 'an export'."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise SpecnetError(f"{path}: is a file, not {what} folder; choose another output "
+                           "folder (-o)")
+    other = sorted(p.name for p in path.iterdir() if p.name not in owned)
+    if other:
+        shown = ", ".join(other[:5]) + (", ..." if len(other) > 5 else "")
+        raise SpecnetError(f"{path}: holds files that are not part of {what} ({shown}); the "
+                           "folder is replaced as a whole: choose another output folder (-o)")
+
+
 @contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
+def atomic_dir(path: str | Path, owned: Collection[str] | None = None,
+               what: str = "an output") -> Iterator[Path]:
     """Yield a temporary folder that replaces `path` as a whole when the block succeeds.
 
-    On any error the temporary folder is removed and `path` is left as it was.
+    On any error the temporary folder is removed and `path` is left as it was. With
+    `owned`, an existing `path` must pass `check_replaceable` first. Raises SpecnetError
+    naming `path` when the folder cannot be made there.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    if owned is not None:
+        check_replaceable(path, owned, what)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        _cannot_write(path, exc)
     try:
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700)
         yield tmp

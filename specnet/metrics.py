@@ -3,7 +3,8 @@
 The confusion-matrix and error metrics are computed with NumPy (they run every epoch, and
 sklearn's input checks cost more than the training step on small sets); tests compare each
 with its sklearn.metrics counterpart. roc_auc calls sklearn.metrics.roc_auc_score.
-A metric that is undefined on the data (roc_auc with one class, r2 on one row) is NaN.
+A metric that is undefined on the data (roc_auc with one class or non-finite scores,
+r2 on one row) is NaN.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ def roc_auc(y: np.ndarray, p: np.ndarray, score: np.ndarray) -> float:
     """Area under the ROC curve of the positive-class score (binary; sklearn roc_auc_score)."""
     from sklearn.metrics import roc_auc_score
 
-    if len(np.unique(y)) != 2:
-        return math.nan
+    if len(np.unique(y)) != 2 or not np.isfinite(score).all():
+        return math.nan  # one class, or a diverged model (the trainer reports the loss)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(roc_auc_score(y, score))

@@ -144,6 +144,7 @@ def _read(art: Artifact, path: str, kind: str,
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelInputError(f"cannot read it: {exc}") from None
+    text = text.removeprefix("\ufeff")  # a byte order mark (Excel's "CSV UTF-8" writes one)
     if kind == "csv":
         return check_array(art, read_csv(art, text, note))
     try:

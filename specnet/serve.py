@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -48,6 +49,8 @@ CONFIG_ENV = "SPECNET_SERVE_CONFIG"
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 """Latency histogram bucket bounds, seconds."""
 DATATYPES = {"FP32": np.float32, "FP64": np.float64}
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ def parse_v2(art: Artifact, body: bytes, limits: Limits) -> tuple[np.ndarray, di
         raise HTTPError(400, f"unknown input tensor {name!r}: this model's input is "
                              f"{art.input_name!r}")
     datatype = tensor.get("datatype")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise HTTPError(400, f"input datatype must be one of {', '.join(DATATYPES)}, "
                              f"got {datatype!r}")
     shape = tensor.get("shape")
@@ -177,11 +180,14 @@ def parse_v2(art: Artifact, body: bytes, limits: Limits) -> tuple[np.ndarray, di
                                 if len(art.input_shape) > 1 else "")
                              + f", got {shape}")
     _row_limit(shape[0], limits)
-    for out in req.get("outputs") or []:
-        if not isinstance(out, dict) or out.get("name") != art.output_name:
-            asked = out.get("name") if isinstance(out, dict) else out
-            raise HTTPError(400, f"unknown output {asked!r}: this model's output is "
-                                 f"{art.output_name!r}")
+    outputs = req.get("outputs") or []
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+        raise HTTPError(400, f"'outputs' must be a list of objects like {{\"name\": "
+                             f"\"{art.output_name}\"}}, got {outputs!r:.80}")
+    for out in outputs:
+        if out.get("name") != art.output_name:
+            raise HTTPError(400, f"unknown output {out.get('name')!r}: this model's output "
+                                 f"is {art.output_name!r}")
     data = tensor.get("data")
     if not isinstance(data, list):
         raise HTTPError(400, f"input 'data' must be a list of numbers, got "
@@ -294,12 +300,31 @@ def create_app(model: str | Path | Runtime, *, allow_unverified: bool = False,
             status, obj = exc.status, {"error": str(exc)}
         except ModelInputError as exc:
             status, obj = 400, {"error": str(exc)}
+        except Exception as exc:  # a bug: log it, answer in JSON, count it, keep serving
+            _log.exception("%s failed", label)
+            status, obj = 500, {"error": f"internal error: {type(exc).__name__}: {exc}"}
         payload = dumps(obj)
         metrics.observe(label, status, time.perf_counter() - start, rows)
         return status, payload
 
     def reply(label: str, work: Callable[[], tuple[Any, int]]) -> Response:
         status, payload = answer(label, time.perf_counter(), work)
+        return Response(payload, status_code=status, media_type="application/json")
+
+    async def handle(label: str, work: Callable[[bytes], tuple[Any, int]], receive: Receive,
+                     length: str | None) -> tuple[int, bytes]:
+        """Read the body (413 past the limit), then `answer` with `work(body)`."""
+        start = time.perf_counter()
+        try:
+            body = await _read_body(receive, length, limits)
+        except HTTPError as exc:
+            return answer(label, start, _raiser(exc))
+        return answer(label, start, lambda: work(body))
+
+    async def post(request: Request, label: str,
+                   work: Callable[[bytes], tuple[Any, int]]) -> Response:
+        status, payload = await handle(label, work, request.receive,
+                                       request.headers.get("content-length"))
         return Response(payload, status_code=status, media_type="application/json")
 
     @app.get("/v2")
@@ -353,34 +378,18 @@ def create_app(model: str | Path | Runtime, *, allow_unverified: bool = False,
     @app.post("/v2/models/{name}/infer")
     async def v2_infer(name: str, request: Request) -> Response:
         """v2 inference: one FP32/FP64 tensor [n, features] in, the model's output out."""
-        start = time.perf_counter()
-        try:
-            body = await _read_body(request.receive, request.headers.get("content-length"),
-                                    limits)
-        except HTTPError as exc:
-            status, payload = answer("infer", start, _raiser(exc))
-        else:
-            status, payload = answer("infer", start, lambda: infer(name, body))
-        return Response(payload, status_code=status, media_type="application/json")
+        return await post(request, "infer", lambda body: infer(name, body))
 
     @app.post("/predict")
     async def predict_route(request: Request) -> Response:
         """Rows or records in, labels + probabilities (or values) out."""
-        start = time.perf_counter()
-        try:
-            body = await _read_body(request.receive, request.headers.get("content-length"),
-                                    limits)
-        except HTTPError as exc:
-            status, payload = answer("predict", start, _raiser(exc))
-        else:
-            status, payload = answer("predict", start, lambda: predict(body))
-        return Response(payload, status_code=status, media_type="application/json")
+        return await post(request, "predict", predict)
 
     fast = {
         "/predict": ("predict", predict),
         f"/v2/models/{art.name}/infer": ("infer", lambda body: infer(art.name, body)),
     }
-    app.add_middleware(_FastPath, routes=fast, answer=answer, limits=limits)
+    app.add_middleware(_FastPath, routes=fast, handle=handle)
     app.state.runtime = runtime
     return app
 
@@ -430,13 +439,11 @@ class _FastPath:
     """
 
     def __init__(self, app: Any, routes: Mapping[str, tuple[str, Callable[[bytes], Any]]],
-                 answer: Callable[[str, float, Callable[[], tuple[Any, int]]],
-                                  tuple[int, bytes]],
-                 limits: Limits) -> None:
+                 handle: Callable[[str, Callable[[bytes], Any], Receive, str | None],
+                                  Awaitable[tuple[int, bytes]]]) -> None:
         self.app = app
         self.routes = routes
-        self.answer = answer
-        self.limits = limits
+        self.handle = handle
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive,
                        send: Send) -> None:
@@ -444,16 +451,10 @@ class _FastPath:
         if route is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
-        label, handler = route
+        label, work = route
         length = next((v.decode("latin-1") for k, v in scope["headers"]
                        if k == b"content-length"), None)
-        try:
-            body = await _read_body(receive, length, self.limits)
-        except HTTPError as exc:
-            status, payload = self.answer(label, start, _raiser(exc))
-        else:
-            status, payload = self.answer(label, start, lambda: handler(body))
+        status, payload = await self.handle(label, work, receive, length)
         await send({"type": "http.response.start", "status": status,
                     "headers": [*_JSON_HEADERS,
                                 (b"content-length", str(len(payload)).encode())]})
@@ -481,14 +482,22 @@ def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, worke
     threads = threads or default_threads(workers)
     limits = limits or Limits()
     runtime = load_model(model, allow_unverified=allow_unverified, threads=threads)
+    app: FastAPI | str = "specnet.serve:app_from_env"
     if workers == 1:
         app = create_app(runtime, limits=limits)
-        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level=log_level)
-        return
-    os.environ[CONFIG_ENV] = json.dumps({
-        "model": str(Path(runtime.path).resolve()), "allow_unverified": allow_unverified,
-        "threads": threads, "limits": {"max_rows": limits.max_rows,
-                                       "max_body_bytes": limits.max_body_bytes}})
-    del runtime
-    uvicorn.run("specnet.serve:app_from_env", factory=True, host=host, port=port,
-                workers=workers, access_log=access_log, log_level=log_level)
+    else:
+        os.environ[CONFIG_ENV] = json.dumps({
+            "model": str(Path(runtime.path).resolve()), "allow_unverified": allow_unverified,
+            "threads": threads, "limits": {"max_rows": limits.max_rows,
+                                           "max_body_bytes": limits.max_body_bytes}})
+        del runtime
+    try:
+        uvicorn.run(app, host=host, port=port, workers=workers, factory=workers > 1,
+                    access_log=access_log, log_level=log_level)
+    except SystemExit as exc:
+        # uvicorn logs why it could not start (e.g. the port is taken) and exits with 3,
+        # the code specnet keeps for a failed verification.
+        if exc.code == 3:
+            raise SpecnetError(f"cannot serve on {host}:{port} (see the uvicorn error "
+                               "above)") from None
+        raise

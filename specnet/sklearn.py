@@ -162,6 +162,11 @@ class _SpecEstimator(BaseEstimator):
         except DataError:
             # Too few rows (per class) for a validation split: train on all of them.
             tr, va = np.arange(len(X)), np.arange(0)
+        es = spec.training.early_stopping
+        if len(va) == 0 and es is not None and es.monitor.startswith("val_"):
+            # Nothing to watch: a val_ monitor would stop after `patience` epochs.
+            training = spec.training.model_copy(update={"early_stopping": None})
+            spec = spec.model_copy(update={"training": training})
         prepared = prepare_arrays(spec.data, arrays, spec.seed, regression, tr, va, None)
         run = train(spec, None, quiet=True, prepared=prepared)
         # Keep the fitted scalers and shapes, not a copy of the training rows.

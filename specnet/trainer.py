@@ -35,7 +35,15 @@ from .errors import ModelInputError, TrainingError
 from .io import atomic_write_text
 from .losses import LossFn, build_loss
 from .metrics import compute
-from .optim import LRSchedule, better, build_optimizer, monitor_mode, penalized_weights, penalty
+from .optim import (
+    LRSchedule,
+    better,
+    build_optimizer,
+    monitor_mode,
+    penalized_weights,
+    penalty,
+    set_lr,
+)
 from .spec.resolve import dump_resolved, spec_hash
 from .spec.schema import Spec
 from .spec.validate import check, load_spec
@@ -192,6 +200,11 @@ class _Trainer:
         # Targets for the metrics, in user units (regression targets scaled back).
         self.y_user = {s: self._user(getattr(prepared, f"y_{s}")) for s in ("train", "val", "test")}
         es = spec.training.early_stopping
+        if es is not None and es.monitor.startswith("val_") and len(prepared.X_val) == 0:
+            raise TrainingError(
+                f"training.early_stopping.monitor: {es.monitor} watches the validation split, "
+                "but the data has no validation rows; monitor loss (or a training metric) "
+                "or give data.split.validation > 0")
         self.es_mode = monitor_mode(es.monitor, es.mode) if es is not None else "min"
         # Progress of the run (all of it goes into checkpoints).
         self.epoch = 0
@@ -225,7 +238,8 @@ class _Trainer:
         n = len(X)
         if self.spec.training.shuffle:
             order = torch.randperm(n, generator=self.shuffle)
-            X, Y = X[order.to(self.device)], Y[order.to(self.device)]
+            on_device = order.to(self.device)
+            X, Y = X[on_device], Y[on_device]
         else:
             order = torch.arange(n)
         reg = self.spec.regularization
@@ -236,7 +250,15 @@ class _Trainer:
         model.train()
         for start, stop in self._batches(n):
             xb, yb = X[start:stop], Y[start:stop]
-            out = model(xb)
+            try:
+                out = model(xb)
+            except ValueError as exc:  # batchnorm in training mode on a one-row batch
+                if "more than 1 value per channel" not in str(exc):
+                    raise
+                raise TrainingError(
+                    f"batchnorm cannot normalise batches of one row (training.batch_size: "
+                    f"{self.spec.training.batch_size}, {n} training rows); use a larger "
+                    "batch_size or remove the batchnorm layer") from None
             loss = crit(out, yb)
             extra = penalty(self.penalized, reg.l1, reg.l2)
             objective = loss if extra is None else loss + extra
@@ -276,8 +298,7 @@ class _Trainer:
         """Train one epoch, validate, and return its history row."""
         epoch = self.epoch
         lr = self.schedule.lr(epoch)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(self.optimizer, lr)
         t0 = time.perf_counter()
         total, used, outs, order = self._train_epoch()
         train_loss = float(total) / max(used, 1)  # the one sync of the epoch
@@ -377,6 +398,17 @@ class _Trainer:
 # ---------------------------------------------------------------- run folders
 
 
+def check_run_dir(run_dir: Path, spec_file: Path | None = None) -> None:
+    """TrainingError unless `run_dir` can be a run folder: not a file, and not the folder
+    of `spec_file` when that is one of the artifact names (it would be overwritten)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TrainingError(f"{run_dir}: is a file, not a run folder; choose another (-o)")
+    if spec_file is not None and spec_file.name in ARTIFACTS and \
+            (run_dir / spec_file.name).resolve() == spec_file.resolve():
+        raise TrainingError(f"{spec_file}: the run folder {run_dir} would replace this spec "
+                            f"with its own {spec_file.name}; choose another run folder (-o)")
+
+
 def _clear_run_dir(run_dir: Path) -> None:
     """Remove a previous run's artifacts and checkpoints (a fresh run replaces them)."""
     for name in ARTIFACTS:
@@ -466,30 +498,32 @@ def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume:
     is none). prepared: already split and scaled data (from `prepare(spec)`), to skip loading.
     Raises TrainingError when training diverges or the device is missing.
     """
+    run_path = Path(run_dir) if run_dir is not None else None
+    if run_path is not None:
+        check_run_dir(run_path, Path(spec) if isinstance(spec, str | Path) else None)
     spec, info, n_out = _checked(spec)
     device = _device(spec.device)
     if prepared is None:
         prepared = prepare(spec)
-    run_path = Path(run_dir) if run_dir is not None else None
     ckpt_dir = run_path / "checkpoints" if run_path is not None else None
     with _seeded(spec.seed, device):
         trainer = _Trainer(spec, info, n_out, prepared, device)
-        progress = _Progress(spec.training.epochs, 0, quiet)
-        try:
-            if run_path is not None and ckpt_dir is not None:
-                if resume:
-                    ckpt.clean_temporaries(ckpt_dir)
-                    found = ckpt.list_checkpoints(ckpt_dir)
-                    if found:
-                        trainer.restore(ckpt.load(found[-1]), found[-1])
-                        progress.close()
-                        progress = _Progress(spec.training.epochs, trainer.epoch, quiet)
-                        progress.note(f"resumed {spec.name} from {found[-1]} "
-                                      f"(epoch {trainer.epoch})")
-                    else:
-                        progress.note(f"no checkpoint in {ckpt_dir}: starting from epoch 1")
+        note = None
+        if run_path is not None and ckpt_dir is not None:
+            if resume:
+                ckpt.clean_temporaries(ckpt_dir)
+                found = ckpt.list_checkpoints(ckpt_dir)
+                if found:
+                    trainer.restore(ckpt.load(found[-1]), found[-1])
+                    note = f"resumed {spec.name} from {found[-1]} (epoch {trainer.epoch})"
                 else:
-                    _clear_run_dir(run_path)
+                    note = f"no checkpoint in {ckpt_dir}: starting from epoch 1"
+            else:
+                _clear_run_dir(run_path)
+        progress = _Progress(spec.training.epochs, trainer.epoch, quiet)
+        try:
+            if note is not None:
+                progress.note(note)
             _fit(trainer, progress, ckpt_dir)
         finally:
             progress.close()

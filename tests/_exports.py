@@ -16,6 +16,8 @@ from specnet.spec.schema import Spec
 from specnet.spec.validate import validate
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from specnet.trainer import Run
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
@@ -60,3 +62,21 @@ def exported(name: str, factory: pytest.TempPathFactory) -> Path:
         export_run(trained(name), folder)
         _exports[name] = folder
     return _exports[name]
+
+
+def torch_model(name: str, noise: float = 0.0) -> nn.Module:
+    """The trained model of `name` as raw rows -> outputs (`inference_model`), every weight
+    nudged by `noise` (seeded): with noise > 0, a model that disagrees with its export."""
+    import copy
+
+    import torch
+
+    from specnet.export import inference_model
+
+    run = trained(name)
+    net = copy.deepcopy(run.model)  # a copy: the cached run stays intact
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(noise * torch.randn(p.shape, generator=gen))
+    return inference_model(run.spec, net, run.prepared.x_scaler, run.prepared.y_scaler)

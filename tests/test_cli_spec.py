@@ -3,6 +3,7 @@ with examples, and a validate that never imports torch."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -134,6 +135,13 @@ def test_show_resolved_round_trips(runner: CliRunner, fmt: str) -> None:
     assert "lr: 0.01" in result.stdout or '"lr": 0.01' in result.stdout
 
 
+def test_show_json_without_resolved_is_a_usage_error(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["show", "--json", str(SPECS[0])])
+    assert result.exit_code == 2
+    assert "--json works with --resolved: specnet show --resolved --json SPEC" in result.stderr
+    assert result.stdout == ""
+
+
 def test_schema_prints_and_writes(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(main, ["schema"])
     assert result.exit_code == 0
@@ -142,6 +150,31 @@ def test_schema_prints_and_writes(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(main, ["schema", "-o", str(out)])
     assert result.exit_code == 0
     assert json.loads(out.read_text()) == json_schema()
+
+
+def test_schema_to_a_folder_is_an_error_not_a_traceback(runner: CliRunner,
+                                                         tmp_path: Path) -> None:
+    result = runner.invoke(main, ["schema", "-o", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: cannot write {tmp_path}: ")
+    assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_public_api_imports_without_torch_and_matches_its_modules() -> None:
+    code = ("import sys, specnet\n"
+            "missing = [n for n in specnet.__all__ if not hasattr(specnet, n)]\n"
+            "assert not missing, missing\n"
+            "assert 'torch' not in sys.modules and 'sklearn' not in sys.modules\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    import specnet
+    from specnet import export, trainer
+
+    for name, real in [("train", trainer.train), ("load_run", trainer.load_run),
+                       ("export_run", export.export_run)]:
+        assert inspect.signature(getattr(specnet, name)) == inspect.signature(real), name
 
 
 def test_validate_does_not_import_torch(tmp_path: Path) -> None:

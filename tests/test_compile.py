@@ -152,3 +152,11 @@ def test_compile_rejects_a_shape_mismatch_with_its_path() -> None:
 def test_auto_width_comes_from_the_data() -> None:
     net = compile_spec(validate({"data": "iris", "model": [{"linear": "auto"}]}))
     assert net[0].out_features == 3
+
+
+@pytest.mark.parametrize("units", [10**12, 10**26], ids=["beyond-memory", "beyond-int64"])
+def test_a_model_too_large_to_build_is_a_spec_error(units: int) -> None:
+    spec = validate({"data": "iris", "model": [{"linear": units}, {"linear": "auto"}]})
+    with pytest.raises(SpecError, match=r"^<spec>: model: the model holds [\d,]+ parameters "
+                                        r"\([\d.]+ GiB as float32\).*; make the layers smaller"):
+        compile_spec(spec)

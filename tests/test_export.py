@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -12,14 +11,14 @@ import onnxruntime as ort
 import pytest
 import torch
 import yaml
-from _exports import exported, spec_data, trained
+from _exports import exported, spec_data, torch_model, trained
 from click.testing import CliRunner
 from torch import nn
 
 from specnet.artifact import FILES
 from specnet.cli import main
-from specnet.errors import ExportError, VerificationError
-from specnet.export import export_model, export_run, inference_model
+from specnet.errors import ExportError, SpecnetError, VerificationError
+from specnet.export import export_model, export_run
 from specnet.spec.resolve import dump_resolved, spec_hash
 from specnet.trainer import predict_torch
 from specnet.verify import torch_reference
@@ -135,15 +134,35 @@ def test_export_cli_from_a_run_folder(tmp_path: Path) -> None:
     assert meta["specnet.task"] == "binary" and meta["specnet.output_name"] == "probabilities"
 
 
-def _perturbed(name: str) -> nn.Module:
-    """The trained network of `name` with every weight nudged: a model that disagrees."""
-    run = trained(name)
-    net = copy.deepcopy(run.model)  # a copy: the cached run stays intact
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
-    return inference_model(run.spec, net.eval(), run.prepared.x_scaler,
-                           run.prepared.y_scaler)
+@pytest.mark.parametrize("kind", ["file", "folder-with-user-files"])
+def test_export_refuses_to_replace_what_is_not_an_export(tmp_path: Path, kind: str) -> None:
+    target = tmp_path / "target"
+    if kind == "file":
+        target.write_text("my notes")
+    else:
+        target.mkdir()
+        (target / "notes.txt").write_text("my notes")
+        (target / FILES["model"]).write_bytes(b"old")
+    run = trained("iris")
+    with pytest.raises(SpecnetError, match=r"target: (is a file|holds files that are not part"
+                                           r" of a specnet export \(notes.txt\))"):
+        export_run(run, target)
+    if kind == "file":
+        assert target.read_text() == "my notes"
+    else:
+        assert sorted(p.name for p in target.iterdir()) == [FILES["model"], "notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["target"]
+
+
+def test_build_checks_the_artifact_folder_before_training(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\ndata: iris\nmodel: [{linear: auto}]\n")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("x")
+    result = CliRunner().invoke(main, ["build", str(spec), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "holds files that are not part of a specnet export (keep.txt)" in result.output
+    assert "trained" not in result.output  # refused before any training
 
 
 def test_failed_verification_keeps_the_existing_artifact(
@@ -155,7 +174,8 @@ def test_failed_verification_keeps_the_existing_artifact(
     run = trained("iris")
     with pytest.raises(VerificationError, match=r"(?s)max abs error [0-9.e-]+.*batch size 1:"):
         export_model(run.spec, run.model, run.prepared, target, metrics=run.metrics,
-                     history=run.history, reference=torch_reference(_perturbed("iris")))
+                     history=run.history,
+                     reference=torch_reference(torch_model("iris", noise=0.05)))
     assert {p.name: p.read_bytes() for p in target.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["iris"]  # no temporary folder
     assert good.is_dir()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from specnet.errors import SpecnetError
 from specnet.io import atomic_dir, atomic_write_bytes, atomic_write_text
 
 
@@ -82,3 +83,17 @@ def test_atomic_dir_error_with_no_old_folder_leaves_nothing(tmp_path: Path) -> N
         (d / "a").write_text("half")
         raise _Boom
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["folder", "under-a-file"])
+def test_unwritable_target_is_a_specnet_error_naming_the_path(tmp_path: Path,
+                                                              kind: str) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "plain").write_text("x")
+    target = tmp_path / ("taken" if kind == "folder" else "plain/f.txt")
+    with pytest.raises(SpecnetError, match=f"cannot write {target}: "):
+        atomic_write_text(target, "new")
+    with pytest.raises(SpecnetError, match="cannot write"), atomic_dir(tmp_path / "plain/d"):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "taken"]
+    assert list((tmp_path / "taken").iterdir()) == []

@@ -70,6 +70,13 @@ def test_roc_auc_matches_sklearn_and_is_nan_with_one_class() -> None:
     assert math.isnan(METRIC_FNS["roc_auc"](np.ones(5, int), np.ones(5, int), np.ones(5)))
 
 
+def test_roc_auc_of_non_finite_scores_is_nan_not_an_error() -> None:
+    # A diverged model's outputs: the trainer then stops on the non-finite loss with advice.
+    y = np.array([0, 1, 0, 1])
+    score = np.array([0.1, np.nan, np.inf, 0.3])
+    assert math.isnan(METRIC_FNS["roc_auc"](y, (score > 0).astype(int), score))
+
+
 def test_r2_of_one_row_is_nan() -> None:
     assert math.isnan(METRIC_FNS["r2"](np.ones((1, 1)), np.ones((1, 1)), np.ones((1, 1))))
 

@@ -65,6 +65,20 @@ def test_csv_in_csv_out(iris: Path, tmp_path: Path, names: list[str],
     assert "note: ignoring column(s) the model does not use: 'species'" in err
 
 
+@pytest.mark.parametrize("suffix", ["csv", "json"])
+def test_a_byte_order_mark_is_skipped(suffix: str, iris: Path, tmp_path: Path,
+                                      names: list[str], expected: np.ndarray) -> None:
+    # Excel's "CSV UTF-8" starts the file with one; training data may have it too.
+    text = (",".join(f'"{n}"' for n in names) + "\n"
+            + "\n".join(",".join(map(str, r)) for r in ROWS) + "\n"
+            if suffix == "csv" else json.dumps({"rows": ROWS}))
+    path = tmp_path / f"bom.{suffix}"
+    path.write_text("\ufeff" + text, encoding="utf-8")
+    code, out, err = _run(str(iris), str(path))
+    assert code == 0, err
+    np.testing.assert_allclose(_probs_from_csv(out)[1], expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize("payload", [
     "records", "rows", "instances", "bare-rows",
 ])

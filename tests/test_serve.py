@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -191,6 +192,14 @@ BAD_REQUESTS: list[tuple[str, str, bytes | dict[str, Any], int, str]] = [
      413, f"too many rows: at most {MAX_ROWS}"),
     ("v2-wrong-output", "/v2/models/iris/infer", {**_v2(ROWS), "outputs": [{"name": "y"}]},
      400, "unknown output 'y': this model's output is 'probabilities'"),
+    ("v2-datatype-not-a-string", "/v2/models/iris/infer", _v2(ROWS, datatype=["FP32"]), 400,
+     "datatype must be one of FP32, FP64, got ['FP32']"),
+    ("v2-outputs-not-objects", "/v2/models/iris/infer",
+     {**_v2(ROWS), "outputs": ["probabilities"]}, 400,
+     """'outputs' must be a list of objects like {"name": "probabilities"}, got"""),
+    ("v2-outputs-not-a-list", "/v2/models/iris/infer",
+     {**_v2(ROWS), "outputs": "probabilities"}, 400,
+     """'outputs' must be a list of objects like {"name": "probabilities"}, got"""),
 ]
 
 
@@ -270,6 +279,20 @@ def test_refuses_an_unverified_model(iris: Path, tmp_path: Path,
     assert "Traceback" not in out
 
 
+def test_a_port_in_use_is_exit_code_1_not_3(iris: Path) -> None:
+    # uvicorn exits with 3 when it cannot start, which specnet uses for a failed verification.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        proc = subprocess.run(
+            [sys.executable, "-m", "specnet.cli", "serve", str(iris), "--port", port],
+            capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert f"error: cannot serve on 127.0.0.1:{port}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_allow_unverified_serves_it(iris: Path, tmp_path: Path) -> None:
     model = _with_verification(iris, tmp_path / "m.onnx", None)
     srv = start(model, "--allow-unverified")
@@ -302,3 +325,35 @@ def test_two_workers_share_the_port(iris: Path) -> None:
             time.sleep(0.1)
     finally:
         srv.stop()
+
+
+def test_an_internal_error_is_a_json_500_and_counted(iris: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # In process: make inference itself fail, as a bug in onnxruntime or in specnet would.
+    import asyncio
+
+    from specnet.serve import create_app
+
+    runtime = Runtime(iris, threads=1)
+
+    def broken(X: np.ndarray) -> np.ndarray:
+        raise RuntimeError("onnxruntime fell over")
+
+    monkeypatch.setattr(runtime, "run", broken)
+    app = create_app(runtime)
+
+    async def drive() -> str:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            for path, body in (("/predict", {"rows": ROWS}),
+                               ("/v2/models/iris/infer", _v2(ROWS))):
+                r = await c.post(path, json=body)
+                assert r.status_code == 500
+                assert r.json() == {"error": "internal error: RuntimeError: onnxruntime "
+                                             "fell over"}
+            assert (await c.get("/v2/health/live")).status_code == 200
+            return (await c.get("/metrics")).text
+
+    metrics = asyncio.run(drive())
+    assert 'specnet_requests_total{endpoint="predict",code="500"} 1' in metrics
+    assert 'specnet_request_errors_total{endpoint="infer"} 1' in metrics

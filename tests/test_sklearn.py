@@ -163,6 +163,16 @@ def test_regressor_one_and_several_targets() -> None:
         SpecRegressor(spec=SPECS / "iris.yaml").fit(X, y[:, 0])
 
 
+def test_too_few_rows_for_validation_train_every_epoch(iris: Any) -> None:
+    X, y = iris
+    rows = [0, 1, 50, 51, 100, 101]  # two per class: no stratified validation split
+    clf = SpecClassifier(spec=SPECS / "iris.yaml", training__epochs=30,
+                         training__early_stopping__patience=5).fit(X[rows], y[rows])
+    assert len(clf.run_.prepared.X_val) == 0
+    # Early stopping on val_loss has nothing to watch: it must not stop after `patience`.
+    assert clf.metrics_["epochs_run"] == 30 and not clf.metrics_["stopped_early"]
+
+
 def test_default_spec_and_pickle(iris: Any) -> None:
     X, y = iris
     clf = SpecClassifier(training__epochs=30).fit(X, y)

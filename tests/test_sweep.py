@@ -16,7 +16,7 @@ import yaml
 
 from specnet.cli import main
 from specnet.data.prepare import Scaler
-from specnet.errors import SpecError
+from specnet.errors import SpecError, SpecnetError
 from specnet.spec.validate import load_spec
 from specnet.sweep import fold_indices, load_sweep, make_jobs, prepare_job, run_sweep
 from specnet.sweep.paths import PathError, deep_merge, get_path, parse_path, set_path
@@ -244,6 +244,28 @@ def test_sweep_section_errors(base: Path, write_spec: Any, body: str, match: str
     assert any(match in i for i in issues), issues
 
 
+@pytest.mark.parametrize(("metric", "mode"), [
+    ("val_accuracy", "max"), ("val_loss", "min"), ("time_s", "min"),
+    # gap = train - validation: accuracy's gap grows with overfitting, the loss's falls.
+    ("gap_accuracy", "min"), ("gap_loss", "max"),
+])
+def test_ranking_mode_follows_the_metric(base: Path, write_spec: Any, metric: str,
+                                          mode: str) -> None:
+    body = f"sweep: {{grid: {{optimizer.lr: [0.1, 0.01]}}, metric: {metric}}}\n"
+    sweep = load_sweep(sweep_file(write_spec, body))
+    assert (sweep.metric, sweep.mode) == (metric, mode)
+
+
+def test_default_ranking_never_falls_back_to_the_test_split(base: Path, write_spec: Any) -> None:
+    body = ("data: {split: {validation: 0, test: 0.3}}\n"
+            "sweep: {grid: {optimizer.lr: [0.1, 0.01]}}\n")
+    issue = _issues(sweep_file(write_spec, body))[0]
+    assert "no validation split to rank the variants on" in issue and "sweep.cv" in issue
+    # Asked for by name, the test split may rank (the user knows what it means).
+    named = body.replace("]}}", "]}, metric: test_accuracy}")
+    assert load_sweep(sweep_file(write_spec, named, "named.yaml")).metric == "test_accuracy"
+
+
 def test_extends_must_name_a_plain_spec(write_spec: Any) -> None:
     missing = write_spec("extends: nope.yaml\nsweep: {cv: 2}\n")
     assert "base spec 'nope.yaml' not found" in _issues(missing)[0]
@@ -392,6 +414,16 @@ def test_report_files_and_best_spec_builds(cv_sweep: Any, tmp_path: Path) -> Non
     assert "sweep" not in yaml.safe_load((out / "best.yaml").read_text())
     text = result.text_table()
     assert "cv3 accuracy" in text and f"{best.variant.name} *" in text
+    # The folder is replaced as a whole: a previous sweep's output, never anything else.
+    assert result.write(out) == files
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    (tmp_path / "a_file").write_text("keep me too")
+    for target, match in ((tmp_path / "mine", "notes.txt"), (tmp_path / "a_file", "a file")):
+        with pytest.raises(SpecnetError, match=match):
+            result.write(target)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    assert (tmp_path / "a_file").read_text() == "keep me too"
 
 
 def test_diverged_runs_are_reported_not_fatal(base: Path, write_spec: Any) -> None:
@@ -426,3 +458,7 @@ def test_cli_sweep_dry_run_and_run(runner: Any, base: Path, write_spec: Any,
     assert result.exit_code == 0, result.output
     assert "val accuracy" in result.stdout and "[2/2] relu:" in result.stderr
     assert (out / "best.yaml").is_file()
+    # An output path that is not a sweep's folder is refused before anything trains.
+    result = runner.invoke(main, ["sweep", str(path), "-o", str(path)])
+    assert result.exit_code == 1 and "error:" in result.stderr
+    assert "[1/2]" not in result.stderr and path.read_text().startswith("extends:")

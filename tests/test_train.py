@@ -325,6 +325,13 @@ def test_a_batchnorm_model_drops_a_one_row_tail_batch() -> None:
     assert run.metrics["epochs_run"] == 5
 
 
+def test_batchnorm_with_one_row_batches_is_a_clear_error() -> None:
+    spec = _spec(model=[{"linear": 8}, {"batchnorm": {}}, "relu", {"linear": "auto"}],
+                 training={"batch_size": 1})
+    with pytest.raises(TrainingError, match=r"batchnorm.*training\.batch_size: 1"):
+        train(spec)
+
+
 def test_run_dir_none_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     run = train(_spec())
@@ -340,6 +347,16 @@ def test_train_reuses_prepared_data() -> None:
     run = train(spec, prepared=prepared)
     assert run.prepared is prepared
     assert _same_state(run.model, train(spec).model)
+
+
+def test_a_val_monitor_without_validation_rows_is_a_clear_error() -> None:
+    from specnet.data.prepare import prepare
+
+    spec = _spec(training={"early_stopping": {"monitor": "val_loss", "patience": 2}})
+    prepared = prepare(spec)
+    prepared.X_val, prepared.y_val = prepared.X_val[:0], prepared.y_val[:0]
+    with pytest.raises(TrainingError, match=r"monitor: val_loss.*no validation rows"):
+        train(spec, prepared=prepared)
 
 
 def test_package_level_train_works_before_and_after_importing_the_module() -> None:
@@ -377,6 +394,15 @@ def test_a_diverging_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(
     assert not any((tmp_path / "r" / name).exists() for name in ARTIFACTS)
     state = torch.load(kept[0], weights_only=True)
     assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_a_diverging_binary_model_with_roc_auc_stops_with_advice() -> None:
+    spec = _spec(task="binary", data={"source": "moons", "n_samples": 200, "normalize": "none"},
+                 model=[{"linear": 8}, "relu", {"linear": 1}], loss="bce",
+                 optimizer={"type": "sgd", "lr": 10.0}, regularization={"l2": 1000.0},
+                 training={"metrics": ["roc_auc"]})
+    with pytest.raises(TrainingError, match="not finite"):
+        train(spec)
 
 
 def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -417,7 +443,8 @@ def test_run_folder_holds_every_artifact_and_load_run_rebuilds_it(tmp_path: Path
 
     loaded = load_run(d)
     assert _same_state(loaded.model, run.model)
-    assert loaded.history == pytest.approx(run.history)
+    assert len(loaded.history) == len(run.history)
+    assert all(a == pytest.approx(b) for a, b in zip(loaded.history, run.history, strict=True))
     assert loaded.spec == run.spec
     np.testing.assert_array_equal(loaded.prepared.X_test, run.prepared.X_test)
     X_raw = run.prepared.x_scaler.inverse(run.prepared.X_test)
@@ -524,6 +551,22 @@ def test_cli_train_errors_are_one_line_and_exit_1(runner: Any, write_spec: Any,
     assert gpu.exit_code == 1
     assert gpu.stderr.startswith("error: device: cuda")
     assert "Traceback" not in gpu.output
+
+
+def test_cli_train_refuses_run_folders_that_would_clobber_files(
+        runner: Any, write_spec: Any, tmp_path: Path) -> None:
+    from specnet.cli import main
+
+    text = "# my notes\ndata: iris\nmodel: [{linear: auto}]\ntraining: {epochs: 1}\n"
+    spec = write_spec(text, "spec.yaml")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep")
+    for folder, match in ((a_file, "is a file"), (tmp_path, "would replace")):
+        result = runner.invoke(main, ["train", str(spec), "-o", str(folder)])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith("error: ") and match in result.stderr
+        assert "Traceback" not in result.output
+    assert a_file.read_text() == "keep" and spec.read_text() == text
 
 
 def test_import_specnet_stays_torch_free() -> None:

@@ -103,6 +103,17 @@ INVALID: list[tuple[str, str, list[str]]] = [
     ("shorthand-without-argument", "data: iris\nmodel:\n  - relu: 2\n  - linear: auto\n", [
         "spec.yaml:3:5: model[0]: layer 'relu' takes no shorthand value (got 2); write just "
         "`relu`, or `relu: {field: value}`"]),
+    ("shorthand-with-more-keys", "data: iris\nmodel:\n  - {block: [relu], repeat: 2}\n"
+                                 "  - linear: auto\n", [
+        "spec.yaml:3:5: model[0]: `block:` shorthand cannot take other keys (got repeat); "
+        "write the full form `{type: block, layers: ..., repeat: ...}`"]),
+    ("loss-shorthand-with-more-keys", BASE + "loss: {huber: 1, delta: 2}\n", [
+        "spec.yaml:6:1: loss: `huber:` shorthand cannot take other keys (got delta); "
+        "write the full form `{type: huber, delta: ...}`"]),
+    ("two-layers-in-one-item", "data: iris\nmodel:\n  - linear: 8\n    relu:\n"
+                               "  - linear: auto\n", [
+        "spec.yaml:3:5: model[0]: one layer per item, got 'linear' and 'relu'; start each "
+        "with its own `- `"]),
     ("type-given-twice", "data: iris\nmodel:\n  - linear: {type: relu}\n  - linear: auto\n", [
         "spec.yaml:3:5: model[0]: `linear:` holds `type: 'relu'`; give the layer once, as "
         "`linear: {...}` or `{type: linear, ...}`"]),
@@ -112,6 +123,8 @@ INVALID: list[tuple[str, str, list[str]]] = [
     ("nan-lr", BASE + "optimizer: {type: sgd, lr: .nan}\n", [
         "spec.yaml:6:24: optimizer.lr: must be a finite number, got nan"]),
     ("negative-seed", BASE + "seed: -1\n", ["spec.yaml:6:1: seed: must be at least 0, got -1"]),
+    ("seed-too-large", BASE + "seed: 99999999999\n", [
+        "spec.yaml:6:1: seed: must be at most 4294967295, got 99999999999"]),
     ("bad-name", BASE + "name: 'my model!'\n", [
         "spec.yaml:6:1: name: must match the pattern ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$, "
         "got 'my model!'"]),
@@ -160,6 +173,10 @@ INVALID: list[tuple[str, str, list[str]]] = [
          "spec.yaml:8:25: optimizer.lr: must be greater than 0, got 0",
          "spec.yaml:9:12: training.epochs: must be at least 1, got 0"]),
     # ---- cross-field rules, each with its fix
+    ("regression-data-default-task", "data: diabetes\nmodel:\n  - linear: 8\n  - relu\n"
+                                     "  - linear: auto\n", [
+        "spec.yaml:1:1: task: task is classification but 'diabetes' has continuous targets; "
+        "use task: regression"]),
     ("bce-with-2-unit-head", "task: binary\ndata: moons\nmodel:\n  - linear: 8\n  - relu\n"
                              "  - linear: 2\nloss: bce\n", [
         "spec.yaml:6:5: model[2]: the network outputs [2] but a binary task needs [1] (one "
@@ -482,3 +499,16 @@ def test_every_section_round_trips_through_the_resolved_form(fmt: str) -> None:
     again = _check(dump_resolved(checked.spec, fmt), f"resolved.{fmt}")
     assert again.spec == checked.spec
     assert again.summary == checked.summary
+
+
+@pytest.mark.parametrize("task", ["classification", "binary"])
+def test_one_class_in_the_data_is_an_error_for_classifiers(tmp_path: Path, task: str) -> None:
+    (tmp_path / "d.csv").write_text("a,y\n1,x\n2,x\n3,x\n4,x\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"task: {task}\ndata: {{source: csv, path: d.csv, target: y}}\n"
+                    "model:\n  - linear: auto\n")
+    with pytest.raises(SpecError) as exc:
+        load_spec(spec)
+    assert [str(i) for i in exc.value.issues] == [
+        f"{spec}:1:1: task: 'csv' has one class in its targets, but task {task} needs at "
+        "least 2; check the target column, or use task: regression for numeric targets"]

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from _exports import exported, trained
+from _exports import exported, torch_model, trained
 
 from specnet.errors import VerificationError
-from specnet.export import inference_model, verification_data
+from specnet.export import verification_data
 from specnet.verify import (
     BATCH_SIZES,
     MAX_BATCHES,
@@ -35,19 +33,8 @@ def _data(name: str) -> dict[str, np.ndarray]:
     return verification_data(run.prepared, run.spec.seed)
 
 
-def _torch(name: str, noise: float = 0.0) -> torch.nn.Module:
-    """The trained model of `name` as raw rows -> outputs; weights nudged by `noise`."""
-    run = trained(name)
-    net = copy.deepcopy(run.model)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(noise * torch.randn(p.shape, generator=gen))
-    return inference_model(run.spec, net, run.prepared.x_scaler, run.prepared.y_scaler)
-
-
 def test_report_covers_every_batch_size_on_real_and_random_rows(iris_model: Path) -> None:
-    report = verify(onnx_reference(str(iris_model)), torch_reference(_torch("iris")),
+    report = verify(onnx_reference(str(iris_model)), torch_reference(torch_model("iris")),
                     _data("iris"), task="classification", rtol=1e-4, atol=1e-5)
     assert report["passed"] is True
     got = {(c["data"], c["batch_size"]) for c in report["checks"]}
@@ -60,7 +47,7 @@ def test_report_covers_every_batch_size_on_real_and_random_rows(iris_model: Path
 
 def test_perturbed_torch_weights_fail_with_the_figures(iris_model: Path) -> None:
     with pytest.raises(VerificationError) as info:
-        verify(onnx_reference(str(iris_model)), torch_reference(_torch("iris", noise=0.05)),
+        verify(onnx_reference(str(iris_model)), torch_reference(torch_model("iris", noise=0.05)),
                _data("iris"), task="classification", rtol=1e-4, atol=1e-5)
     message = str(info.value)
     assert message.startswith("onnxruntime and torch disagree beyond rtol 0.0001 / atol 1e-05")
@@ -69,7 +56,7 @@ def test_perturbed_torch_weights_fail_with_the_figures(iris_model: Path) -> None
 
 
 def test_a_small_perturbation_is_caught_even_when_labels_agree(iris_model: Path) -> None:
-    report = parity(onnx_reference(str(iris_model)), torch_reference(_torch("iris", 1e-3)),
+    report = parity(onnx_reference(str(iris_model)), torch_reference(torch_model("iris", 1e-3)),
                     _data("iris"), task="classification", rtol=1e-4, atol=1e-5)
     assert report["passed"] is False
     assert report["max_abs_err"] > 1e-5
@@ -79,7 +66,7 @@ def test_a_small_perturbation_is_caught_even_when_labels_agree(iris_model: Path)
 def test_binary_and_regression_pass(name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     model = exported(name, tmp_path_factory) / "model.onnx"
     run = trained(name)
-    report = verify(onnx_reference(str(model)), torch_reference(_torch(name)), _data(name),
+    report = verify(onnx_reference(str(model)), torch_reference(torch_model(name)), _data(name),
                     task=run.spec.task, rtol=1e-4, atol=1e-5)
     assert report["passed"]
     assert ("argmax_agreement" in report) == (run.spec.task == "binary")

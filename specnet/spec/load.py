@@ -33,6 +33,18 @@ _STD_TAGS = {
     "tag:yaml.org,2002:null": "scalar",
 }
 _MERGE = "tag:yaml.org,2002:merge"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_STD_TAGS_NAMES = {"tag:yaml.org,2002:int": "an integer", "tag:yaml.org,2002:float": "a number",
+                   "tag:yaml.org,2002:bool": "true or false", "tag:yaml.org,2002:null": "null"}
+
+
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text):,} characters)"
+
+
+def _reason(exc: Exception) -> str:
+    """The first clause of a Python error, without advice meant for programmers."""
+    return str(exc).split("; use sys.")[0]
 
 
 @dataclass
@@ -126,6 +138,9 @@ class _Builder:
             self.fail(node, f"nested more than {MAX_DEPTH} levels deep")
         mark = node.start_mark
         self.positions.setdefault(path, (mark.line + 1, mark.column + 1))
+        if node.tag == _TIMESTAMP and isinstance(node, yaml.ScalarNode):
+            self.fail(node, f"{node.value} reads as a date in YAML, which a spec cannot hold; "
+                            f"quote it (\"{node.value}\") if it is text")
         if _STD_TAGS.get(node.tag) is None:
             self.fail(node, f"YAML tag {node.tag!r} is not allowed: specs hold plain data only "
                             "(strings, numbers, booleans, null, lists, mappings)")
@@ -134,7 +149,11 @@ class _Builder:
             return self._mapping(node, path, stack)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i), stack) for i, item in enumerate(node.value)]
-        return self.constructor.construct_object(node)
+        try:
+            return self.constructor.construct_object(node)
+        except (ValueError, OverflowError) as exc:  # `!!int abc`, a 5000-digit number
+            self.fail(node, f"cannot read {_short(node.value)} as "
+                            f"{_STD_TAGS_NAMES.get(node.tag, 'a value')}: {_reason(exc)}")
 
     def _mapping(self, node: yaml.MappingNode, path: Path_,
                  stack: tuple[int, ...]) -> dict[str, Any]:
@@ -227,7 +246,7 @@ def _parse_json(text: str, file: str) -> tuple[Any, Positions]:
             except SpecError as located:
                 if "duplicate key" in located.issues[0].message:
                     raise located from None
-        _fail(file, 1, 1, f"JSON error: {exc}")
+        _fail(file, 1, 1, f"JSON error: {_reason(exc)}")
     # JSON is (nearly) YAML: compose it again to learn positions; fall back to none.
     try:
         _, positions = _parse_yaml(text, file)

@@ -92,8 +92,13 @@ def _bounds(meta: list[Any]) -> str:
             for attr, op in _BOUNDS:
                 value = getattr(item, attr, None)
                 if isinstance(value, int | float) and not isinstance(value, bool):
-                    out.append(f"{op} {value:g}")
+                    out.append(f"{op} {_num(value)}")
     return " " + " and ".join(out) if out else ""
+
+
+def _num(value: float) -> str:
+    """A bound as the user would write it: 4294967295 stays whole, 0.1 and 1e-05 short."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 _PLURAL = {"an integer": "integers", "a number": "numbers", "a string": "strings",
@@ -272,6 +277,20 @@ def _tag_message(err: dict[str, Any], w: _Walk) -> str | None:
                         f"just `{name}`, or `{name}: {{field: value}}`")
             if not any(name in c.model_fields for c in members.values()):
                 return f"unknown {kind} {name!r}{did_you_mean(str(name), names)}; {choose}"
+        named = [k for k in raw if k in members] if isinstance(raw, dict) else []
+        if len(named) > 1:  # `- linear: 8` and `relu:` indented as one item
+            got = ", ".join(repr(n) for n in named[:-1]) + f" and {named[-1]!r}"
+            return f"one {kind} per item, got {got}; start each with its own `- `"
+        if named:  # `{block: [...], repeat: 2}`: shorthand plus other keys
+            name = named[0]
+            others = [str(k) for k in raw if k != name]
+            arg, primary = raw[name], members[name].primary  # type: ignore[attr-defined]
+            fields = list(arg) if isinstance(arg, dict) else [primary] \
+                if primary and arg is not None else []
+            keys = dict.fromkeys([*fields, *others])
+            full = ", ".join([f"{tag}: {name}", *(f"{k}: ..." for k in keys)])
+            return (f"`{name}:` shorthand cannot take other keys (got {', '.join(others)}); "
+                    f"write the full form `{{{full}}}`")
         return f"missing `{tag}`: {choose}"
     return None
 
@@ -313,8 +332,7 @@ def _message(err: dict[str, Any], w: _Walk) -> str:
         op = {"greater_than_equal": ("ge", "at least"), "greater_than": ("gt", "greater than"),
               "less_than_equal": ("le", "at most"), "less_than": ("lt", "less than")}[kind]
         limit = ctx.get(op[0])
-        msg = f"must be {op[1]} {limit:g}" if isinstance(limit, int | float) \
-            else f"must be {op[1]} {limit}"
+        msg = f"must be {op[1]} {_num(limit) if isinstance(limit, int | float) else limit}"
     elif kind == "literal_error":
         options = [str(a) for a in get_args(_strip(w.ann)) if isinstance(a, str)]
         msg = f"must be {ctx.get('expected', 'one of the listed values')}" + (

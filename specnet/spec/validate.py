@@ -103,7 +103,11 @@ def _rules(spec: Spec, info: SourceInfo, loss_given: bool = True
     if spec.task != "regression" and info.kind == "regression":
         err(("task",), f"task is {spec.task} but {src!r} has continuous targets; "
                        "use task: regression")
-    if spec.task == "binary" and info.n_classes not in (None, 2):
+    if spec.task != "regression" and info.n_classes is not None and info.n_classes < 2:
+        err(("task",), f"{src!r} has one class in its targets, but task {spec.task} needs at "
+                       "least 2; check the target column, or use task: regression for numeric "
+                       "targets")
+    if spec.task == "binary" and info.n_classes is not None and info.n_classes > 2:
         err(("task",), f"task is binary but {src!r} has {info.n_classes} classes; "
                        "use task: classification")
     if spec.task == "regression" and loss not in REGRESSION_LOSSES:
@@ -227,12 +231,17 @@ def check(spec: Spec, source: Source | None = None) -> Checked:
         raise SpecError([src.issue(("data", field), str(exc))]) from None
     loss_given = not isinstance(src.data, dict) or not src.data or \
         src.data.get("loss") is not None
-    issues = [src.issue(p, m, s) for p, m, s in _rules(spec, info, loss_given)]
+    rules = _rules(spec, info, loss_given)
+    issues = [src.issue(p, m, s) for p, m, s in rules]
     input_shape: Shape = tuple(spec.input) if spec.input else info.input_shape
     width = output_width(spec, info)
+    # A task that does not fit the data leaves `units: auto` unsized; the task error says
+    # why, so a stand-in width lets the shape check go on without a second, vaguer error.
+    task_error = any(p == ("task",) and s == "error" for p, _, s in rules)
     summary = Summary(input_shape, [])
     try:
-        rows = infer(resolve_auto(spec.model, width), input_shape)
+        rows = infer(resolve_auto(spec.model, 1 if width is None and task_error else width),
+                     input_shape)
         summary = Summary(input_shape, rows)
         if width is not None and summary.output_shape != (width,):
             issues.append(src.issue(("model", len(spec.model) - 1),

@@ -273,8 +273,15 @@ def _ranking(section: SweepSection, variants: list[Variant], metric_names: list[
     has_test = all(v.spec.data.split.test > 0 for v in variants)
     first = metric_names[0] if metric_names else "loss"
     if section.metric is None:
-        split = "test" if section.cv else "val" if has_val else "test" if has_test else "train"
-        metric = f"{split}_{first}"
+        if not section.cv and not has_val:
+            # The fallback would be the test split: choosing a model on it leaks the test
+            # set into the choice, so it must be asked for by name.
+            raise SpecError([src.issue(("sweep",), (
+                "no validation split to rank the variants on (data.split.validation is 0 "
+                "and there is no sweep.cv): set data.split.validation above 0, set "
+                f"sweep.cv, or name the column in sweep.metric (e.g. test_{first}, knowing "
+                "that it picks the model on the test split)"))])
+        metric = f"{'test' if section.cv else 'val'}_{first}"
     else:
         metric = section.metric
         if metric.startswith("cv_"):
@@ -299,5 +306,9 @@ def _ranking(section: SweepSection, variants: list[Variant], metric_names: list[
     if section.mode != "auto":
         return metric, section.mode
     base = metric.split("_", 1)[1] if "_" in metric else metric
-    lower = base in _LOWER_IS_BETTER or metric.startswith("gap_") or metric in ("time_s",)
+    if metric.startswith("gap_"):
+        # train minus held-out: a score's gap grows with overfitting, an error's falls below 0.
+        lower = base not in _LOWER_IS_BETTER
+    else:
+        lower = base in _LOWER_IS_BETTER or metric == "time_s"
     return metric, "min" if lower else "max"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..io import atomic_dir
+from ..io import atomic_dir, check_replaceable
 from ..spec.resolve import resolved_dict
 from .load import Sweep, Variant
 from .runner import JobResult
@@ -246,18 +246,31 @@ class SweepResult:
     # ------------------------------------------------------------ files
 
     def write(self, out_dir: Path) -> list[str]:
-        """Write every result file into `out_dir` (replaced as a whole, atomically)."""
+        """Write every result file into `out_dir` (replaced as a whole, atomically).
+
+        Raises SpecnetError when `out_dir` is a file or a folder with other files in it.
+        """
         files = {"summary.md": self.markdown(), "summary.csv": self.summary_csv(),
                  "runs.csv": self.runs_csv()}
         best = self.best_spec_yaml()
         if best is not None:
             files["best.yaml"] = best
-        with atomic_dir(out_dir) as tmp:
+        with atomic_dir(out_dir, OUTPUT_FILES, "a sweep's output") as tmp:
             for name, text in files.items():
                 (tmp / name).write_text(text, encoding="utf-8")
             (tmp / "plot.png").write_bytes(self.plot_png())
         self.out_dir = out_dir
         return [*files, "plot.png"]
+
+
+OUTPUT_FILES = ("summary.md", "summary.csv", "runs.csv", "best.yaml", "plot.png")
+"""What `SweepResult.write` puts in its folder."""
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """SpecnetError unless `out_dir` is absent, empty, or a previous sweep's output: the
+    folder is replaced as a whole, so anything else in it would be lost."""
+    check_replaceable(out_dir, OUTPUT_FILES, "a sweep's output")
 
 
 def _all_columns(result: SweepResult) -> list[str]:

@@ -113,7 +113,8 @@ class SweepSection(Strict):
     """Column that ranks the variants, e.g. val_accuracy, cv_accuracy, gap_accuracy,
     time_s; default: the first metric on the validation set (on the scored fold with cv)."""
     mode: Literal["auto", "min", "max"] = "auto"
-    """Whether smaller or larger is better; auto: min for losses, errors, gaps and times."""
+    """Whether smaller or larger is better; auto: min for losses, errors, times and the
+    gaps of scores (gap_accuracy), max for the gaps of losses and errors (gap_loss)."""
 
     @model_validator(mode="after")
     def _labels_name_swept_keys(self) -> SweepSection:

@@ -503,8 +503,18 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(tmp_path: Path) -> 
         assert bar.bar is not None
         bar.epoch({"epoch": 1.0, "loss": 0.5, "accuracy": 0.75, "lr": 0.01, "seconds": 0.1})
         bar.close()
-    out = os.read(parent, 10_000).decode()
+    # The bar is written in several pieces; read until the closed terminal reports EOF.
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(parent, 10_000)
+        except OSError:  # EIO: the other end is closed and everything has been read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
     os.close(parent)
+    out = b"".join(chunks).decode()
     assert "loss=0.5" in out and "accuracy=0.75" in out and "1/3" in out
 
     with (tmp_path / "log").open("w") as f:

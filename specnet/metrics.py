@@ -1,8 +1,9 @@
 """Metrics from model outputs, with sklearn.metrics' definitions.
 
-The confusion-matrix and error metrics are computed with NumPy (they run every epoch, and
-sklearn's input checks cost more than the training step on small sets); tests compare each
-with its sklearn.metrics counterpart. roc_auc calls sklearn.metrics.roc_auc_score.
+Every epoch, the confusion-matrix and error metrics are computed with NumPy (sklearn's
+input checks cost more than the training step on small sets); tests compare each with its
+sklearn.metrics counterpart. The final metrics (metrics.json) are sklearn.metrics' own
+(`compute(..., reference=True)`). roc_auc always calls sklearn.metrics.roc_auc_score.
 A metric that is undefined on the data (roc_auc with one class or non-finite scores,
 r2 on one row) is NaN.
 """
@@ -131,12 +132,44 @@ def decode(task: str, out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pred, score
 
 
-def compute(names: list[str], task: str, y: np.ndarray, out: np.ndarray) -> dict[str, float]:
+def _sklearn_fns() -> dict[str, Metric]:
+    """The same metrics computed by sklearn.metrics itself (slower; used for final figures)."""
+    from sklearn import metrics as skm
+
+    def labels(fn: Callable[..., float], **kw: object) -> Metric:
+        return lambda y, p, s: float(fn(y, p, **kw))
+
+    def errors(fn: Callable[..., float]) -> Metric:
+        return lambda y, p, s: float(fn(y.astype(np.float64), p.astype(np.float64)))
+
+    def r2_sk(y: np.ndarray, p: np.ndarray, s: np.ndarray) -> float:
+        return math.nan if len(y) < 2 else float(skm.r2_score(y, p))
+
+    return {
+        "accuracy": labels(skm.accuracy_score),
+        "balanced_accuracy": labels(skm.balanced_accuracy_score),
+        "f1_macro": labels(skm.f1_score, average="macro", zero_division=0),
+        "precision_macro": labels(skm.precision_score, average="macro", zero_division=0),
+        "recall_macro": labels(skm.recall_score, average="macro", zero_division=0),
+        "roc_auc": roc_auc, "mse": errors(skm.mean_squared_error),
+        "mae": errors(skm.mean_absolute_error), "rmse": errors(skm.root_mean_squared_error),
+        "r2": r2_sk,
+    }
+
+
+def compute(names: list[str], task: str, y: np.ndarray, out: np.ndarray,
+            reference: bool = False) -> dict[str, float]:
     """Every metric in `names` for targets `y` and raw outputs `out` (regression: both in
-    user units). Empty dict for an empty split."""
+    user units). Empty dict for an empty split. `reference`: use sklearn.metrics itself."""
     if len(y) == 0:
         return {}
     pred, score = decode(task, out)
     if task == "regression":
         y = y.reshape(pred.shape)
-    return {name: METRIC_FNS[name](y, pred, score) for name in names}
+    if not reference:
+        return {name: METRIC_FNS[name](y, pred, score) for name in names}
+    fns = _sklearn_fns()
+    with warnings.catch_warnings():
+        # sklearn warns on a class absent from y or the predictions; the value is defined.
+        warnings.simplefilter("ignore")
+        return {name: fns[name](y, pred, score) for name in names}

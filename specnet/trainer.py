@@ -275,8 +275,9 @@ class _Trainer:
             used = stop
         return total, used, torch.cat(outs), order[:used].numpy()
 
-    def _evaluate(self, split: str) -> dict[str, float]:
-        """Loss and metrics of the current model on a split, in eval mode, without grad."""
+    def _evaluate(self, split: str, reference: bool = False) -> dict[str, float]:
+        """Loss and metrics of the current model on a split, in eval mode, without grad;
+        `reference`: metrics from sklearn.metrics itself (the final figures)."""
         X = self.X[split]
         if len(X) == 0:
             return {}
@@ -284,15 +285,15 @@ class _Trainer:
         out = _outputs(self.model, X)
         with torch.no_grad():
             loss = float(self.loss.criterion(out, self.Y[split]))
-        return {"loss": loss, **self._metrics(split, out)}
+        return {"loss": loss, **self._metrics(split, out, reference=reference)}
 
-    def _metrics(self, split: str, out: Tensor, order: np.ndarray | None = None) -> dict[
-            str, float]:
+    def _metrics(self, split: str, out: Tensor, order: np.ndarray | None = None,
+                 reference: bool = False) -> dict[str, float]:
         y = self.y_user[split]
         if order is not None:
             y = y[order]
         out_np = self._user(out.float().cpu().numpy())
-        return compute(self.metrics, self.spec.task, y, out_np)
+        return compute(self.metrics, self.spec.task, y, out_np, reference)
 
     def run_epoch(self) -> dict[str, float]:
         """Train one epoch, validate, and return its history row."""
@@ -383,7 +384,8 @@ class _Trainer:
         if es is not None and es.restore_best and self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         self.model.eval()
-        metrics: dict[str, Any] = {s: self._evaluate(s) for s in ("train", "val", "test")}
+        metrics: dict[str, Any] = {s: self._evaluate(s, reference=True)
+                                   for s in ("train", "val", "test")}
         metrics["training_time_s"] = round(self.train_time, 4)
         metrics["epochs_run"] = self.epoch
         metrics["stopped_early"] = self.stopped

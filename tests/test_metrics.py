@@ -101,3 +101,27 @@ def test_compute_runs_the_named_metrics_and_skips_empty_splits() -> None:
     reg = compute(["mse", "r2"], "regression", np.array([[1.0], [3.0]], np.float32),
                   np.array([[1.0], [2.0]], np.float32))
     assert reg == {"mse": 0.5, "r2": 0.5}
+
+
+@pytest.mark.parametrize("task", ["classification", "binary", "regression"])
+def test_reference_metrics_come_from_sklearn_and_agree_with_the_fast_ones(task: str) -> None:
+    rng = np.random.default_rng(2)
+    if task == "regression":
+        names, y, out = ["mse", "mae", "rmse", "r2"], rng.normal(size=(30, 2)), \
+            rng.normal(size=(30, 2))
+    elif task == "binary":
+        names, y, out = [*CLASSIFICATION, "roc_auc"], rng.integers(0, 2, 30), \
+            rng.normal(size=(30, 1))
+    else:
+        names, y, out = list(CLASSIFICATION), rng.integers(0, 4, 30), rng.normal(size=(30, 4))
+    fast = compute(names, task, y, out)
+    exact = compute(names, task, y, out, reference=True)
+    assert exact.keys() == fast.keys()
+    for name in names:
+        assert exact[name] == pytest.approx(fast[name]), name
+    pred, _ = decode(task, out)
+    if task == "regression":
+        assert exact["r2"] == pytest.approx(skm.r2_score(y, pred))
+    else:
+        assert exact["f1_macro"] == pytest.approx(
+            skm.f1_score(y, pred, average="macro", zero_division=0))

@@ -611,3 +611,15 @@ print(sorted(m for m in ("torch", "sklearn", "pandas") if m in sys.modules))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_a_bad_labels_file_is_located_at_the_labels_key(tmp_path: Path, runner: Any,
+                                                        write_spec: Any) -> None:
+    idx_files(tmp_path, gz=(False, False))
+    spec = write_spec("data:\n  source: mnist_idx\n  images: images-idx3-ubyte\n"
+                      "  labels: missing-labels\nmodel: [flatten, {linear: auto}]\n",
+                      name="idx.yaml")
+    result = runner.invoke(main, ["validate", str(spec)])
+    assert result.exit_code == 1
+    assert re.search(r"idx.yaml:4:3: data.labels: .*missing-labels: no such file",
+                     result.output), result.output

@@ -227,7 +227,11 @@ def check(spec: Spec, source: Source | None = None) -> Checked:
     try:
         info = spec.data.info()
     except DataError as exc:
-        field = next((f for f in ("path", "images") if hasattr(spec.data, f)), "source")
+        # Locate the error at the file it names (`images` or `labels`, say), else at the
+        # source's first file field, else at `source`.
+        files = [(name, str(v)) for name, v in spec.data if isinstance(v, Path)]
+        field = next((name for name, v in files if str(exc).startswith(v + ":")),
+                     files[0][0] if files else "source")
         raise SpecError([src.issue(("data", field), str(exc))]) from None
     loss_given = not isinstance(src.data, dict) or not src.data or \
         src.data.get("loss") is not None

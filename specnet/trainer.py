@@ -32,7 +32,7 @@ from .compile import compile_spec
 from .data.prepare import Prepared, Scaler, prepare
 from .data.sources import SourceInfo
 from .errors import ModelInputError, TrainingError
-from .io import atomic_write_text
+from .io import atomic_write_text, check_replaceable
 from .losses import LossFn, build_loss
 from .metrics import compute
 from .optim import (
@@ -401,14 +401,14 @@ class _Trainer:
 
 
 def check_run_dir(run_dir: Path, spec_file: Path | None = None) -> None:
-    """TrainingError unless `run_dir` can be a run folder: not a file, and not the folder
-    of `spec_file` when that is one of the artifact names (it would be overwritten)."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise TrainingError(f"{run_dir}: is a file, not a run folder; choose another (-o)")
+    """SpecnetError unless `run_dir` can be a run folder: absent, empty or an earlier run
+    (a fresh run replaces its files), and not the folder of `spec_file` when that is one
+    of the artifact names (it would be overwritten)."""
     if spec_file is not None and spec_file.name in ARTIFACTS and \
             (run_dir / spec_file.name).resolve() == spec_file.resolve():
         raise TrainingError(f"{spec_file}: the run folder {run_dir} would replace this spec "
                             f"with its own {spec_file.name}; choose another run folder (-o)")
+    check_replaceable(run_dir, (*ARTIFACTS, "checkpoints"), "a specnet run")
 
 
 def _clear_run_dir(run_dir: Path) -> None:

@@ -577,6 +577,18 @@ def test_cli_train_refuses_run_folders_that_would_clobber_files(
         assert result.stderr.startswith("error: ") and match in result.stderr
         assert "Traceback" not in result.output
     assert a_file.read_text() == "keep" and spec.read_text() == text
+    # A folder of the user's own files (one named like an artifact) is not a run folder;
+    # an earlier run's folder is, and a fresh run replaces it.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "history.csv").write_text("my data")
+    (mine / "notes.txt").write_text("keep")
+    result = runner.invoke(main, ["train", str(spec), "-o", str(mine)])
+    assert result.exit_code == 1 and "not part of a specnet run (notes.txt)" in result.stderr
+    assert (mine / "history.csv").read_text() == "my data"
+    for _ in range(2):
+        result = runner.invoke(main, ["train", str(spec), "-o", str(tmp_path / "run"), "-q"])
+        assert result.exit_code == 0, result.output
 
 
 def test_import_specnet_stays_torch_free() -> None:

@@ -276,7 +276,7 @@ def export_model(spec: Spec, net: nn.Module, prepared: Prepared, out: str | Path
             feature_names=list(prepared.feature_names), class_labels=prepared.class_labels,
             input_shape=input_shape, output_shape=out_shape, output_name=output_name(spec.task),
             target_names=_target_names(spec, width) if spec.task == "regression" else [],
-            spec_text=dump_resolved(spec, "yaml"), spec_sha256=spec_hash(spec),
+            spec_text=dump_resolved(spec, "yaml", portable=True), spec_sha256=spec_hash(spec),
             verification=_finite(report), versions=versions(),
             metrics=_finite((metrics or {}).get("test", {})))
         _set_metadata(proto, art)

@@ -623,3 +623,29 @@ def test_a_bad_labels_file_is_located_at_the_labels_key(tmp_path: Path, runner: 
     assert result.exit_code == 1
     assert re.search(r"idx.yaml:4:3: data.labels: .*missing-labels: no such file",
                      result.output), result.output
+
+
+def test_spec_hash_and_portable_spec_do_not_depend_on_where_the_spec_lies(
+        tmp_path: Path) -> None:
+    from specnet.spec.resolve import dump_resolved, resolved_dict, spec_hash
+    from specnet.spec.validate import load_spec
+
+    specs = []
+    for place in ("one", "two"):
+        folder = tmp_path / place
+        folder.mkdir()
+        table(folder)
+        path = folder / "t.yaml"
+        path.write_text(SPEC.format(name="t", task="classification", path="data/table.csv",
+                                    target="label"), encoding="utf-8")
+        specs.append(load_spec(path).spec)
+    a, b = specs
+    # Loading uses the resolved (absolute) path; hashes and portable dumps use it as written.
+    assert a.data.path == tmp_path / "one" / "data" / "table.csv"  # type: ignore[attr-defined]
+    assert resolved_dict(a)["data"]["path"] != resolved_dict(b)["data"]["path"]
+    assert resolved_dict(a, portable=True) == resolved_dict(b, portable=True)
+    assert resolved_dict(a, portable=True)["data"]["path"] == "data/table.csv"
+    assert spec_hash(a) == spec_hash(b)
+    assert str(tmp_path) not in dump_resolved(a, portable=True)
+    # Copies (as sweeps and `units: auto` make) keep the paths as written.
+    assert spec_hash(a.model_copy(deep=True)) == spec_hash(a)

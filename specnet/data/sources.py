@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from ..spec.base import Shape, Strict, Tagged
 
@@ -78,6 +78,10 @@ class DataSource(Tagged):
     def info(self) -> SourceInfo:
         """Shapes and class counts, without loading the data."""
         raise NotImplementedError
+
+    def given_paths(self) -> dict[str, str]:
+        """File fields as written in the spec (before resolving against its folder)."""
+        return {}
 
     def load(self, seed: int) -> Arrays:
         """The whole data set as arrays (split later)."""
@@ -346,6 +350,23 @@ class Digits(_Bundled):
 
 
 class _FileSource(DataSource):
+    _given: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_given_paths(cls, data: Any, handler: Any) -> Any:
+        # Keep the paths as written (relative to the spec) beside the resolved ones, so the
+        # spec's hash and a model's metadata do not depend on where the spec lies.
+        model = handler(data)
+        if isinstance(data, dict):
+            model._given = {k: str(v) for k, v in data.items()
+                            if isinstance(v, str | Path) and cls.model_fields.get(k) is not None
+                            and cls.model_fields[k].annotation is Path}
+        return model
+
+    def given_paths(self) -> dict[str, str]:
+        return dict(self._given)
+
     @field_validator("*", mode="after")
     @classmethod
     def _resolve_paths(cls, v: Any, info: ValidationInfo) -> Any:

@@ -11,26 +11,34 @@ import yaml
 from .schema import REGISTRIES, Spec
 
 
-def resolved_dict(spec: Spec) -> dict[str, Any]:
-    """The spec as plain data with every default filled in; validates to the same Spec."""
+def resolved_dict(spec: Spec, portable: bool = False) -> dict[str, Any]:
+    """The spec as plain data with every default filled in; validates to the same Spec.
+
+    Data-file paths are absolute (resolved against the spec's folder); `portable` keeps
+    them as written instead, for hashes and metadata that must not depend on the machine.
+    """
     data = spec.model_dump(mode="json", exclude_none=True)
+    if portable:
+        data["data"].update(spec.data.given_paths())
     if spec.loss is None:
         data["loss"] = {"type": spec.loss_name}
     data["training"]["metrics"] = spec.metric_names
     return data
 
 
-def dump_resolved(spec: Spec, fmt: str = "yaml") -> str:
-    """The resolved spec as YAML (default) or JSON text."""
-    data = resolved_dict(spec)
+def dump_resolved(spec: Spec, fmt: str = "yaml", portable: bool = False) -> str:
+    """The resolved spec as YAML (default) or JSON text; see `resolved_dict`."""
+    data = resolved_dict(spec, portable)
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
 
 
 def spec_hash(spec: Spec) -> str:
-    """sha256 of the resolved spec's canonical JSON: equal specs hash equal."""
-    text = json.dumps(resolved_dict(spec), sort_keys=True, separators=(",", ":"))
+    """sha256 of the resolved spec's canonical JSON (data paths as written): equal specs
+    hash equal, wherever they lie."""
+    text = json.dumps(resolved_dict(spec, portable=True), sort_keys=True,
+                      separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

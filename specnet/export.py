@@ -10,7 +10,6 @@ verification) leaves an existing folder as it was.
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import json
 import logging
@@ -324,13 +323,8 @@ def _write_folder(tmp: Path, model_bytes: bytes, spec: Spec, net: nn.Module,
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     (tmp / FILES["weights"]).write_bytes(save(state, metadata={"format": "pt"}))
     (tmp / FILES["spec"]).write_text(dump_resolved(spec, "yaml"), encoding="utf-8")
-    pre = {
-        "task": spec.task, "input_shape": list(prepared.input_shape),
-        "feature_names": list(prepared.feature_names), "class_labels": prepared.class_labels,
-        "x_scaler": prepared.x_scaler.to_dict(),
-        "y_scaler": prepared.y_scaler.to_dict() if prepared.y_scaler is not None else None,
-    }
-    (tmp / FILES["preprocessing"]).write_text(json.dumps(pre, indent=2) + "\n", "utf-8")
+    (tmp / FILES["preprocessing"]).write_text(
+        json.dumps(prepared.record(spec.task), indent=2) + "\n", "utf-8")
     (tmp / FILES["verification"]).write_text(
         json.dumps(_finite(report), indent=2, allow_nan=False) + "\n", "utf-8")
     if metrics is not None:
@@ -341,6 +335,8 @@ def _write_folder(tmp: Path, model_bytes: bytes, spec: Spec, net: nn.Module,
         if src is not None and src.is_file():
             shutil.copyfile(src, tmp / FILES["history"])
         else:
+            from .trainer import history_csv
+
             (tmp / FILES["history"]).write_text(history_csv(history), "utf-8")
         png = run_dir / FILES["learning_curve"] if run_dir is not None else None
         if png is not None and png.is_file():
@@ -350,19 +346,6 @@ def _write_folder(tmp: Path, model_bytes: bytes, spec: Spec, net: nn.Module,
 
             learning_curve(history, spec.metric_names[0] if spec.metric_names else None,
                            tmp / FILES["learning_curve"], title=spec.name)
-
-
-def history_csv(history: list[dict[str, float]]) -> str:
-    """The per-epoch history as CSV text (columns in first-seen order)."""
-    columns: list[str] = []
-    for row in history:
-        columns.extend(k for k in row if k not in columns)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in history:  # the run folder's format: integer epochs, floats as repr
-        writer.writerow({k: int(v) if k == "epoch" else repr(float(v)) for k, v in row.items()})
-    return buf.getvalue()
 
 
 def export_run(run: Run, out: str | Path) -> Exported:

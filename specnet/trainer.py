@@ -418,7 +418,9 @@ def _clear_run_dir(run_dir: Path) -> None:
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
 
 
-def _history_csv(history: list[dict[str, float]]) -> str:
+def history_csv(history: list[dict[str, float]]) -> str:
+    """The per-epoch history as CSV text: columns in first-seen order, integer epochs,
+    floats as repr (so reading it back gives the same numbers)."""
     columns: list[str] = []
     for row in history:
         columns += [k for k in row if k not in columns]
@@ -433,17 +435,6 @@ def _history_csv(history: list[dict[str, float]]) -> str:
 def _read_history(path: Path) -> list[dict[str, float]]:
     with path.open(newline="", encoding="utf-8") as f:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
-
-
-def _preprocessing(spec: Spec, prepared: Prepared) -> dict[str, Any]:
-    return {
-        "task": spec.task,
-        "input_shape": list(prepared.input_shape),
-        "x_scaler": prepared.x_scaler.to_dict(),
-        "y_scaler": prepared.y_scaler.to_dict() if prepared.y_scaler is not None else None,
-        "feature_names": list(prepared.feature_names),
-        "class_labels": prepared.class_labels,
-    }
 
 
 def _json(obj: Any) -> str:
@@ -466,9 +457,9 @@ def _write_run(run: Run) -> None:
     from .checkpoint import save_weights
     from .plot import learning_curve
 
-    atomic_write_text(d / "preprocessing.json", _json(_preprocessing(run.spec, run.prepared)))
+    atomic_write_text(d / "preprocessing.json", _json(run.prepared.record(run.spec.task)))
     atomic_write_text(d / "spec.yaml", dump_resolved(run.spec))
-    atomic_write_text(d / "history.csv", _history_csv(run.history))
+    atomic_write_text(d / "history.csv", history_csv(run.history))
     metric = run.spec.metric_names[0] if run.spec.metric_names else None
     learning_curve(run.history, metric, d / "learning_curve.png", title=run.spec.name)
     save_weights(d / "weights.safetensors", run.model.state_dict())

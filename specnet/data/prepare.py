@@ -103,6 +103,18 @@ class Prepared:
         """Shape of one sample (no batch axis)."""
         return tuple(self.X_train.shape[1:])
 
+    def record(self, task: str) -> dict[str, Any]:
+        """What serving needs of the preprocessing, as plain JSON data (preprocessing.json):
+        task, input shape, the fitted scalers, feature names and class labels."""
+        return {
+            "task": task,
+            "input_shape": list(self.input_shape),
+            "x_scaler": self.x_scaler.to_dict(),
+            "y_scaler": self.y_scaler.to_dict() if self.y_scaler is not None else None,
+            "feature_names": list(self.feature_names),
+            "class_labels": self.class_labels,
+        }
+
 
 def split_indices(n: int, split: Split, seed: int, y: np.ndarray | None) -> tuple[
         np.ndarray, np.ndarray, np.ndarray]:

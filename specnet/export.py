@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import math
 import platform
@@ -27,7 +26,7 @@ import numpy as np
 
 from .artifact import FILES, INPUT_NAME, Artifact, metadata_props, output_name
 from .errors import ExportError
-from .io import atomic_dir
+from .io import atomic_dir, finite, strict_json
 from .spec.schema import Spec
 from .verify import (
     Reference,
@@ -276,8 +275,8 @@ def export_model(spec: Spec, net: nn.Module, prepared: Prepared, out: str | Path
             input_shape=input_shape, output_shape=out_shape, output_name=output_name(spec.task),
             target_names=_target_names(spec, width) if spec.task == "regression" else [],
             spec_text=dump_resolved(spec, "yaml", portable=True), spec_sha256=spec_hash(spec),
-            verification=_finite(report), versions=versions(),
-            metrics=_finite((metrics or {}).get("test", {})))
+            verification=finite(report), versions=versions(),
+            metrics=finite((metrics or {}).get("test", {})))
         _set_metadata(proto, art)
         final = proto.SerializeToString()
         # Metadata does not touch the graph; prove it: the final bytes give the same outputs.
@@ -286,17 +285,6 @@ def export_model(spec: Spec, net: nn.Module, prepared: Prepared, out: str | Path
         _write_folder(tmp, final, spec, net, prepared, report, metrics, history, run_dir)
         files = sorted(p.name for p in tmp.iterdir())
     return Exported(out, out / FILES["model"], art, report, files)
-
-
-def _finite(obj: Any) -> Any:
-    """`obj` with NaN / infinity replaced by None, so the JSON written is strict."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def _set_metadata(proto: Any, art: Artifact) -> None:
@@ -324,12 +312,12 @@ def _write_folder(tmp: Path, model_bytes: bytes, spec: Spec, net: nn.Module,
     (tmp / FILES["weights"]).write_bytes(save(state, metadata={"format": "pt"}))
     (tmp / FILES["spec"]).write_text(dump_resolved(spec, "yaml"), encoding="utf-8")
     (tmp / FILES["preprocessing"]).write_text(
-        json.dumps(prepared.record(spec.task), indent=2) + "\n", "utf-8")
+        strict_json(prepared.record(spec.task)), "utf-8")
     (tmp / FILES["verification"]).write_text(
-        json.dumps(_finite(report), indent=2, allow_nan=False) + "\n", "utf-8")
+        strict_json(report), "utf-8")
     if metrics is not None:
         (tmp / FILES["metrics"]).write_text(
-            json.dumps(_finite(metrics), indent=2, allow_nan=False) + "\n", "utf-8")
+            strict_json(metrics), "utf-8")
     if history is not None:
         src = run_dir / FILES["history"] if run_dir is not None else None
         if src is not None and src.is_file():

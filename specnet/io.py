@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .errors import SpecnetError
 
@@ -104,3 +106,20 @@ def atomic_dir(path: str | Path, owned: Collection[str] | None = None,
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def finite(obj: Any) -> Any:
+    """`obj` (nested dicts / lists) with NaN and infinity replaced by None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def strict_json(obj: Any) -> str:
+    """Indented JSON text in which NaN / infinity (an undefined metric) is null: strict JSON
+    that any reader accepts."""
+    return json.dumps(finite(obj), indent=2, allow_nan=False) + "\n"

@@ -32,7 +32,7 @@ from .compile import compile_spec
 from .data.prepare import Prepared, Scaler, prepare
 from .data.sources import SourceInfo
 from .errors import ModelInputError, TrainingError
-from .io import atomic_write_text, check_replaceable
+from .io import atomic_write_text, check_replaceable, strict_json
 from .losses import LossFn, build_loss
 from .metrics import compute
 from .optim import (
@@ -437,34 +437,20 @@ def _read_history(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
 
-def _json(obj: Any) -> str:
-    # NaN (an undefined metric) is written as null: metrics.json stays strict JSON.
-    def clean(x: Any) -> Any:
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [clean(v) for v in x]
-        return x
-
-    return json.dumps(clean(obj), indent=2) + "\n"
-
-
 def _write_run(run: Run) -> None:
     assert run.run_dir is not None
     d = run.run_dir
     from .checkpoint import save_weights
     from .plot import learning_curve
 
-    atomic_write_text(d / "preprocessing.json", _json(run.prepared.record(run.spec.task)))
+    atomic_write_text(d / "preprocessing.json", strict_json(run.prepared.record(run.spec.task)))
     atomic_write_text(d / "spec.yaml", dump_resolved(run.spec))
     atomic_write_text(d / "history.csv", history_csv(run.history))
     metric = run.spec.metric_names[0] if run.spec.metric_names else None
     learning_curve(run.history, metric, d / "learning_curve.png", title=run.spec.name)
     save_weights(d / "weights.safetensors", run.model.state_dict())
     # Written last: a folder with metrics.json is a finished run.
-    atomic_write_text(d / "metrics.json", _json(run.metrics))
+    atomic_write_text(d / "metrics.json", strict_json(run.metrics))
 
 
 # ---------------------------------------------------------------- public API

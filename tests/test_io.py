@@ -97,3 +97,14 @@ def test_unwritable_target_is_a_specnet_error_naming_the_path(tmp_path: Path,
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "taken"]
     assert list((tmp_path / "taken").iterdir()) == []
+
+
+def test_strict_json_writes_nan_and_infinity_as_null() -> None:
+    import json
+    import math
+
+    from specnet.io import strict_json
+
+    text = strict_json({"a": math.nan, "b": [1.0, math.inf], "c": (2, -math.inf), "d": "x"})
+    assert json.loads(text) == {"a": None, "b": [1.0, None], "c": [2, None], "d": "x"}
+    assert text.endswith("\n")

@@ -14,7 +14,6 @@ the numbers as text) with the numbers kept in `Arrays.extra["target_values"]`, w
 from __future__ import annotations
 
 import csv
-import difflib
 import gzip
 import io
 import math
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Literal, NoReturn
 import numpy as np
 
 from ..errors import DataError
+from ..spec.base import did_you_mean
 from .sources import Arrays, SourceInfo
 
 if TYPE_CHECKING:
@@ -57,10 +57,8 @@ def _check_file(path: Path) -> None:
 
 
 def _did_you_mean(name: str, options: Iterable[str]) -> str:
-    """' (did you mean 'x'?)' for the closest option (case aside), or ''."""
-    by_lower = {o.lower(): o for o in options}
-    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
-    return f" (did you mean {by_lower[close[0]]!r}?)" if close else ""
+    # Column and array names are often abbreviated: a looser cutoff than for spec keys.
+    return did_you_mean(name, options, cutoff=0.6)
 
 
 def _problems(path: Path, problems: list[str]) -> None:

@@ -16,7 +16,7 @@ InitName = Literal[
 BiasInit = Literal["default", "zeros"]
 
 
-def did_you_mean(name: str, options: Iterable[str]) -> str:
+def did_you_mean(name: str, options: Iterable[str], cutoff: float = 0.7) -> str:
     """' (did you mean 'x'?)' for the closest option, or ''.
 
     Close spellings (difflib), a different case, and unique prefixes ('acc' -> 'accuracy')
@@ -28,7 +28,7 @@ def did_you_mean(name: str, options: Iterable[str]) -> str:
     lower = {o.lower(): o for o in opts}
     close = lower.get(name.lower())
     if close is None:
-        found = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.7)
+        found = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=cutoff)
         close = lower[found[0]] if found else None
     if close is None and len(name) >= 2:
         prefixed = [o for o in opts if o.lower().startswith(name.lower())]

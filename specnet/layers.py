@@ -11,6 +11,7 @@ Shapes never include the batch axis: `(features,)`, `(channels, length)` or
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field, field_validator
@@ -25,14 +26,15 @@ class ShapeMismatch(ValueError):
     """A layer cannot take the shape it is given; the message says what it expected."""
 
 
-def _fmt(shape: Shape) -> str:
+def fmt_shape(shape: Sequence[int]) -> str:
+    """(1, 8, 8) -> '[1, 8, 8]'."""
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def _need_rank(layer: str, shape: Shape, ranks: dict[int, str], fix: str = "") -> None:
     if len(shape) not in ranks:
         want = " or ".join(f"{_fmt_rank(r)} ({d})" for r, d in ranks.items())
-        raise ShapeMismatch(f"{layer} expects {want}, got {_fmt(shape)}{fix}")
+        raise ShapeMismatch(f"{layer} expects {want}, got {fmt_shape(shape)}{fix}")
 
 
 def _fmt_rank(rank: int) -> str:
@@ -186,7 +188,7 @@ class _SoftmaxBase(_Simple):
         axes = len(inp) + 1
         if not -axes <= self.dim < axes:
             raise ShapeMismatch(f"{self.type} dim {self.dim} is out of range for input "
-                                f"{_fmt(inp)} (batch axis included: {axes} axes, so dim is "
+                                f"{fmt_shape(inp)} (batch axis included: {axes} axes, so dim is "
                                 f"1..{axes - 1} or -1..-{axes - 1})")
         if self.dim % axes == 0:
             # Normalising over the batch would make each prediction depend on the others.
@@ -323,8 +325,8 @@ class _Conv(_Weighted):
         out = tuple((size + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1
                     for i, size in enumerate(inp[1:]))
         if any(o < 1 for o in out):
-            raise ShapeMismatch(f"kernel {_fmt(k)} does not fit input {_fmt(inp)} "
-                                f"(output would be {_fmt((self.out_channels, *out))}); "
+            raise ShapeMismatch(f"kernel {fmt_shape(k)} does not fit input {fmt_shape(inp)} "
+                                f"(output would be {fmt_shape((self.out_channels, *out))}); "
                                 "use a smaller kernel or add padding")
         return (self.out_channels, *out)
 
@@ -390,10 +392,10 @@ class _Pool(Layer):
         s = _pair(self.stride, n) if self.stride is not None else k
         p = _pair(self.padding, n)
         if any(2 * p[i] > k[i] for i in range(n)):
-            raise ShapeMismatch(f"padding {_fmt(p)} must be at most half the window {_fmt(k)}")
+            raise ShapeMismatch(f"padding {fmt_shape(p)} must be at most half the window {fmt_shape(k)}")
         out = tuple((size + 2 * p[i] - k[i]) // s[i] + 1 for i, size in enumerate(inp[1:]))
         if any(o < 1 for o in out):
-            raise ShapeMismatch(f"window {_fmt(k)} does not fit input {_fmt(inp)}; "
+            raise ShapeMismatch(f"window {fmt_shape(k)} does not fit input {fmt_shape(inp)}; "
                                 "use a smaller window")
         return (inp[0], *out)
 
@@ -556,8 +558,8 @@ class Reshape(Layer):
 
     def out_shape(self, inp: Shape) -> Shape:
         if math.prod(self.shape) != math.prod(inp):
-            raise ShapeMismatch(f"cannot reshape {_fmt(inp)} ({math.prod(inp)} values) to "
-                                f"{_fmt(tuple(self.shape))} ({math.prod(self.shape)} values)")
+            raise ShapeMismatch(f"cannot reshape {fmt_shape(inp)} ({math.prod(inp)} values) to "
+                                f"{fmt_shape(tuple(self.shape))} ({math.prod(self.shape)} values)")
         return tuple(self.shape)
 
     def build(self, inp: Shape) -> nn.Module:

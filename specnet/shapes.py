@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .layers import Block, Layer, ShapeMismatch
+from .layers import Block, Layer, ShapeMismatch, fmt_shape
 from .spec.base import Shape
 
 PathT = tuple[str | int, ...]
@@ -133,9 +133,9 @@ class Summary:
     def table(self) -> str:
         """The summary as an aligned text table."""
         head = ("#", "layer", "output shape", "params")
-        body = [(r.module, "  " * r.depth + r.label, "[" + ", ".join(map(str, r.shape)) + "]",
+        body = [(r.module, "  " * r.depth + r.label, fmt_shape(r.shape),
                  f"{r.params:,}") for r in self.rows]
-        body.insert(0, ("", "input", "[" + ", ".join(map(str, self.input_shape)) + "]", ""))
+        body.insert(0, ("", "input", fmt_shape(self.input_shape), ""))
         widths = [max(len(x[i]) for x in [head, *body]) for i in range(4)]
 
         def fmt(cells: tuple[str, ...]) -> str:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from ..data.sources import SourceInfo
 from ..errors import DataError, Issue, SpecError
-from ..layers import Layer, Linear, Softmax
+from ..layers import Layer, Linear, Softmax, fmt_shape
 from ..shapes import LocatedShapeError, Summary, infer
 from .base import Shape, did_you_mean
 from .load import Path_, Source, load_file
@@ -200,14 +200,14 @@ def _last_layer(layers: list[Layer]) -> Layer:
 
 
 def _shape_issue(path: Path_, exc: LocatedShapeError) -> tuple[Path_, str]:
-    shape = "[" + ", ".join(map(str, exc.inp)) + "]"
+    shape = fmt_shape(exc.inp)
     text = str(exc)
     return path, text if shape in text else f"{text} (input to this layer: {shape})"
 
 
 def _output_issue(spec: Spec, out: Shape, width: int) -> str:
     src = spec.data.source
-    shown = "[" + ", ".join(map(str, out)) + "]"
+    shown = fmt_shape(out)
     if spec.task == "binary":
         return (f"the network outputs {shown} but a binary task needs [1] (one logit); make "
                 "the last layer `linear: 1` or `linear: auto`, or use task: classification "

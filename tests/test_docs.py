@@ -3,6 +3,7 @@ snippet in the docs runs as written, and the MkDocs site builds strictly."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -12,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 DOCS = sorted((ROOT / "docs").glob("*.md"))
@@ -55,10 +55,8 @@ def test_readme_shell_blocks_run_in_order(tmp_path: Path) -> None:
     try:
         out, _ = proc.communicate(timeout=300)
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     assert proc.returncode == 0, out[-4000:]
     assert '"labels":["setosa"]' in out, out[-4000:]
     assert (work / "exports" / "iris" / "model.onnx").is_file()

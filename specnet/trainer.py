@@ -18,10 +18,10 @@ import random
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ from .optim import (
 from .spec.resolve import dump_resolved, spec_hash
 from .spec.schema import Spec
 from .spec.validate import check, load_spec
+
+if TYPE_CHECKING:
+    from .track import Callback
 
 ARTIFACTS = ("spec.yaml", "history.csv", "metrics.json", "learning_curve.png",
              "weights.safetensors", "preprocessing.json")
@@ -468,13 +471,15 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
 
 
 def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume: bool = False,
-          quiet: bool = True, prepared: Prepared | None = None) -> Run:
+          quiet: bool = True, prepared: Prepared | None = None,
+          callbacks: Sequence[Callback] = ()) -> Run:
     """Train the network of `spec` (a Spec or a spec file path) and return the Run.
 
     run_dir: where to write the run folder (spec.yaml, history.csv, metrics.json,
     learning_curve.png, weights.safetensors, preprocessing.json, checkpoints/); None writes
     nothing. resume: continue from the newest checkpoint in run_dir (starts fresh when there
     is none). prepared: already split and scaled data (from `prepare(spec)`), to skip loading.
+    callbacks: each gets `on_epoch_end(row)` after every epoch (see specnet.track).
     Raises TrainingError when training diverges or the device is missing.
     """
     run_path = Path(run_dir) if run_dir is not None else None
@@ -503,7 +508,7 @@ def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume:
         try:
             if note is not None:
                 progress.note(note)
-            _fit(trainer, progress, ckpt_dir)
+            _fit(trainer, progress, ckpt_dir, callbacks)
         finally:
             progress.close()
         metrics = trainer.finish()
@@ -513,7 +518,8 @@ def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume:
     return run
 
 
-def _fit(trainer: _Trainer, progress: _Progress, ckpt_dir: Path | None) -> None:
+def _fit(trainer: _Trainer, progress: _Progress, ckpt_dir: Path | None,
+         callbacks: Sequence[Callback] = ()) -> None:
     spec = trainer.spec
     every = spec.training.checkpoint_every
     found = ckpt.list_checkpoints(ckpt_dir) if ckpt_dir is not None else []
@@ -527,6 +533,8 @@ def _fit(trainer: _Trainer, progress: _Progress, ckpt_dir: Path | None) -> None:
                     row[what], spec, row["lr"], last_good))
         trainer.after_epoch(row)
         progress.epoch(row)
+        for callback in callbacks:
+            callback.on_epoch_end(row)
         if ckpt_dir is not None and (trainer.epoch % every == 0 or trainer.done):
             last_good = ckpt.save(ckpt_dir, trainer.epoch, trainer.state())
     es = spec.training.early_stopping

@@ -203,9 +203,11 @@ def schema(output: Path | None) -> None:
 @click.option("--resume", is_flag=True,
               help="Continue from the newest checkpoint in the run folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; only the summary.")
+@click.option("--log-every", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Off a terminal, a progress line every N epochs [default: ~20 a run].")
 @tracking_options
 @handle_errors
-def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool,
+def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool, log_every: int | None,
           tensorboard: Path | None, mlflow_uri: str | None) -> None:
     """Train SPEC; write checkpoints, history, metrics and weights to the run folder.
 
@@ -230,7 +232,7 @@ def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool,
     with _tracking(tensorboard, mlflow_uri, name=checked.spec.name, run_name="train",
                    spec=checked.spec) as trackers:
         run = train_spec(checked.spec, folder, resume=resume, quiet=quiet,
-                         callbacks=[trackers])
+                         callbacks=[trackers], log_every=log_every)
         trackers.run_done(run)
     m = run.metrics
     stop = f", stopped early (best epoch {m['best_epoch']})" if m.get("stopped_early") else ""
@@ -341,10 +343,12 @@ def export_cmd(run_dir: Path, output: Path | None) -> None:
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
               help="Also keep the training run folder here (default: none is kept).")
 @click.option("-q", "--quiet", is_flag=True, help="No training progress output.")
+@click.option("--log-every", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Off a terminal, a progress line every N epochs [default: ~20 a run].")
 @tracking_options
 @handle_errors
 def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool,
-          tensorboard: Path | None, mlflow_uri: str | None) -> None:
+          log_every: int | None, tensorboard: Path | None, mlflow_uri: str | None) -> None:
     """The whole pipeline: validate, train, export and verify SPEC -> exports/<name>/.
 
     A failure at any step (bad spec, diverged training, failed verification) leaves no
@@ -370,7 +374,8 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool,
     check_replaceable(folder, FILES.values(), "a specnet export")  # before training
     with _tracking(tensorboard, mlflow_uri, name=checked.spec.name, run_name="build",
                    spec=checked.spec) as trackers:
-        run = train_spec(checked.spec, run_dir, quiet=quiet, callbacks=[trackers])
+        run = train_spec(checked.spec, run_dir, quiet=quiet, callbacks=[trackers],
+                         log_every=log_every)
         trackers.run_done(run)
         m = run.metrics
         test = "  ".join(f"{k} {v:.4f}" for k, v in (m.get("test") or {}).items()

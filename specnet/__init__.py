@@ -27,22 +27,27 @@ from .spec.validate import validate as validate
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from .data.prepare import Prepared
     from .export import Exported
+    from .track import Callback
     from .trainer import Run
 
 
 def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume: bool = False,
-          quiet: bool = True, prepared: Prepared | None = None) -> Run:
+          quiet: bool = True, prepared: Prepared | None = None,
+          callbacks: Sequence[Callback] = ()) -> Run:
     """Train `spec` (a Spec or a spec file) and return the Run; see `specnet.trainer.train`.
 
-    run_dir None writes nothing to disk. Imports torch on first call.
+    run_dir None writes nothing to disk. callbacks: objects with `on_epoch_end(row)`, such
+    as the trackers of `specnet.track`. Imports torch on first call.
     """
     from .trainer import train as _train
 
-    return _train(spec, run_dir, resume=resume, quiet=quiet, prepared=prepared)
+    return _train(spec, run_dir, resume=resume, quiet=quiet, prepared=prepared,
+                  callbacks=callbacks)
 
 
 def load_run(run_dir: Path | str) -> Run:

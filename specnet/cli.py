@@ -6,16 +6,20 @@ so `specnet validate` and `specnet --help` start fast.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from .errors import Issue, SpecnetError
+
+if TYPE_CHECKING:
+    from .track import Trackers
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -58,6 +62,36 @@ def handle_errors(fn: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def tracking_options(fn: F) -> F:
+    """`--tensorboard DIR` and `--mlflow [URI]` (train, build, sweep)."""
+    fn = click.option("--mlflow", "mlflow_uri", is_flag=False, flag_value="mlruns",
+                      default=None, metavar="[URI]",
+                      help="Log to MLflow: a folder (alone: ./mlruns) or a tracking URI "
+                           "(sqlite:///mlflow.db, http://host:5000). Needs specnet[mlflow].")(fn)
+    return click.option("--tensorboard", type=click.Path(path_type=Path), default=None,
+                        metavar="DIR", help="Write TensorBoard event files under "
+                                            "DIR/<name>/. Needs specnet[tensorboard].")(fn)
+
+
+@contextlib.contextmanager
+def _tracking(tensorboard: Path | None, mlflow_uri: str | None,
+              **how: Any) -> Iterator[Trackers]:
+    """The trackers a command asked for, closed as failed when the command fails."""
+    from .track import open_trackers
+
+    trackers = open_trackers(tensorboard=tensorboard, mlflow=mlflow_uri, **how)
+    ok = False
+    try:
+        yield trackers
+        ok = True
+    finally:
+        trackers.close(ok)
+        if trackers:
+            where = [f"TensorBoard {tensorboard}" if tensorboard is not None else "",
+                     f"MLflow {mlflow_uri}" if mlflow_uri is not None else ""]
+            click.echo(f"tracked in {' and '.join(w for w in where if w)}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -169,8 +203,12 @@ def schema(output: Path | None) -> None:
 @click.option("--resume", is_flag=True,
               help="Continue from the newest checkpoint in the run folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; only the summary.")
+@click.option("--log-every", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Off a terminal, a progress line every N epochs [default: ~20 a run].")
+@tracking_options
 @handle_errors
-def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool) -> None:
+def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool, log_every: int | None,
+          tensorboard: Path | None, mlflow_uri: str | None) -> None:
     """Train SPEC; write checkpoints, history, metrics and weights to the run folder.
 
     Progress is a bar on a terminal and one line per epoch otherwise. A run that was
@@ -191,7 +229,11 @@ def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool) -> None:
         _echo_issue(issue)
     folder = run_dir if run_dir is not None else Path("runs") / checked.spec.name
     check_run_dir(folder, spec)
-    run = train_spec(checked.spec, folder, resume=resume, quiet=quiet)
+    with _tracking(tensorboard, mlflow_uri, name=checked.spec.name, run_name="train",
+                   spec=checked.spec) as trackers:
+        run = train_spec(checked.spec, folder, resume=resume, quiet=quiet,
+                         callbacks=[trackers], log_every=log_every)
+        trackers.run_done(run)
     m = run.metrics
     stop = f", stopped early (best epoch {m['best_epoch']})" if m.get("stopped_early") else ""
     click.echo(f"trained {run.spec.name}: {m['epochs_run']} epochs in "
@@ -214,9 +256,10 @@ def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool) -> None:
               help="Output folder [default: sweeps/<name>].")
 @click.option("--dry-run", is_flag=True, help="Validate and list the variants; train nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No per-variant progress lines.")
+@tracking_options
 @handle_errors
 def sweep(spec: Path, jobs: int, threads: int, out: Path | None, dry_run: bool,
-          quiet: bool) -> None:
+          quiet: bool, tensorboard: Path | None, mlflow_uri: str | None) -> None:
     """Train every variant of a sweep (grid, random search, cv, repeats) and compare them.
 
     SPEC is a spec with a `sweep:` section, or a file that `extends:` a base spec. Every
@@ -247,10 +290,16 @@ def sweep(spec: Path, jobs: int, threads: int, out: Path | None, dry_run: bool,
     folder = out if out is not None else Path("sweeps") / sw.name
     check_out_dir(folder)  # before training, not after
     progress = None if quiet else (lambda line: click.echo(line, err=True))
-    result = run_sweep(sw, jobs=jobs, threads=threads, progress=progress)
-    click.echo(result.text_table())
-    files = result.write(folder)
-    click.echo(f"wrote {folder}/ ({', '.join(files)})", err=True)
+    params = {"sweep.file": sw.file, "sweep.metric": sw.metric, "sweep.mode": sw.mode,
+              "sweep.cv": sw.cv, "sweep.repeats": sw.section.repeats,
+              "sweep.variants": len(sw.variants)}
+    with _tracking(tensorboard, mlflow_uri, name=sw.name, run_name=sw.name,
+                   params=params) as trackers:
+        result = run_sweep(sw, jobs=jobs, threads=threads, progress=progress)
+        click.echo(result.text_table())
+        files = result.write(folder)
+        click.echo(f"wrote {folder}/ ({', '.join(files)})", err=True)
+        trackers.sweep_done(result)
 
 
 def _echo_export(exported: Any) -> None:
@@ -294,8 +343,12 @@ def export_cmd(run_dir: Path, output: Path | None) -> None:
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
               help="Also keep the training run folder here (default: none is kept).")
 @click.option("-q", "--quiet", is_flag=True, help="No training progress output.")
+@click.option("--log-every", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Off a terminal, a progress line every N epochs [default: ~20 a run].")
+@tracking_options
 @handle_errors
-def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool) -> None:
+def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool,
+          log_every: int | None, tensorboard: Path | None, mlflow_uri: str | None) -> None:
     """The whole pipeline: validate, train, export and verify SPEC -> exports/<name>/.
 
     A failure at any step (bad spec, diverged training, failed verification) leaves no
@@ -319,13 +372,19 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool) ->
         _echo_issue(issue)
     folder = output if output is not None else Path("exports") / checked.spec.name
     check_replaceable(folder, FILES.values(), "a specnet export")  # before training
-    run = train_spec(checked.spec, run_dir, quiet=quiet)
-    m = run.metrics
-    test = "  ".join(f"{k} {v:.4f}" for k, v in (m.get("test") or {}).items()
-                     if isinstance(v, float))
-    click.echo(f"trained {run.spec.name}: {m.get('epochs_run', '?')} epochs"
-               + (f"; test {test}" if test else ""))
-    _echo_export(export_run(run, folder))
+    with _tracking(tensorboard, mlflow_uri, name=checked.spec.name, run_name="build",
+                   spec=checked.spec) as trackers:
+        run = train_spec(checked.spec, run_dir, quiet=quiet, callbacks=[trackers],
+                         log_every=log_every)
+        trackers.run_done(run)
+        m = run.metrics
+        test = "  ".join(f"{k} {v:.4f}" for k, v in (m.get("test") or {}).items()
+                         if isinstance(v, float))
+        click.echo(f"trained {run.spec.name}: {m.get('epochs_run', '?')} epochs"
+                   + (f"; test {test}" if test else ""))
+        exported = export_run(run, folder)
+        _echo_export(exported)
+        trackers.exported(exported)
 
 
 @main.command()

@@ -18,10 +18,10 @@ import random
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ from .optim import (
 from .spec.resolve import dump_resolved, spec_hash
 from .spec.schema import Spec
 from .spec.validate import check, load_spec
+
+if TYPE_CHECKING:
+    from .track import Callback
 
 ARTIFACTS = ("spec.yaml", "history.csv", "metrics.json", "learning_curve.png",
              "weights.safetensors", "preprocessing.json")
@@ -130,18 +133,26 @@ def _nonfinite_message(epoch: int, what: str, value: float, spec: Spec, lr: floa
 
 
 class _Progress:
-    """A tqdm bar on a terminal, one line per epoch otherwise, nothing when quiet."""
+    """A tqdm bar on a terminal (one line that fits its width), otherwise a line every
+    `every` epochs (default: about 20 lines a run, and always the last epoch), nothing
+    when quiet."""
 
-    def __init__(self, total: int, start: int, quiet: bool, stream: TextIO | None = None):
+    # percentage, a 16-cell bar, count, times; the postfix gets what is left of the width.
+    _FORMAT = "{percentage:3.0f}%|{bar:16}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+    _FIXED = 46
+
+    def __init__(self, total: int, start: int, quiet: bool, stream: TextIO | None = None,
+                 every: int | None = None):
         self.stream = stream or sys.stdout
         self.quiet = quiet
         self.total = total
+        self.every = every if every is not None else max(1, total // 20)
         self.bar: Any = None
         if not quiet and self.stream.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=start, unit="epoch", file=self.stream,
-                            dynamic_ncols=True, leave=True)
+                            bar_format=self._FORMAT, dynamic_ncols=True, leave=True)
 
     def note(self, text: str) -> None:
         if self.quiet:
@@ -151,16 +162,34 @@ class _Progress:
         else:
             print(text, file=self.stream, flush=True)
 
+    def _postfix(self, shown: dict[str, float]) -> str:
+        """As many `name=value` items as fit the terminal, losses first."""
+        width = shutil.get_terminal_size((80, 24)).columns
+        if self.bar is not None and self.bar.ncols:
+            width = self.bar.ncols
+        room = width - self._FIXED
+        order = sorted(shown, key=lambda k: (0 if k.endswith("loss") else 1, k.startswith("lr")))
+        parts: list[str] = []
+        for key in order:
+            item = f"{key}={_fmt(shown[key])}"
+            if len(", ".join([*parts, item])) + 2 > room:
+                break
+            parts.append(item)
+        return ", ".join(parts)
+
     def epoch(self, row: dict[str, float]) -> None:
         if self.quiet:
             return
         shown = {k: v for k, v in row.items() if k not in ("epoch", "seconds")}
         if self.bar is not None:
-            self.bar.set_postfix({k: _fmt(v) for k, v in shown.items()}, refresh=False)
+            self.bar.set_postfix_str(self._postfix(shown), refresh=False)
             self.bar.update(1)
             return
+        epoch = int(row["epoch"])
+        if epoch % self.every and epoch != self.total:
+            return
         parts = "  ".join(f"{k} {_fmt(v)}" for k, v in shown.items())
-        print(f"epoch {int(row['epoch'])}/{self.total}  {parts}  {row['seconds']:.2f}s",
+        print(f"epoch {epoch}/{self.total}  {parts}  {row['seconds']:.2f}s",
               file=self.stream, flush=True)
 
     def close(self) -> None:
@@ -468,13 +497,17 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
 
 
 def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume: bool = False,
-          quiet: bool = True, prepared: Prepared | None = None) -> Run:
+          quiet: bool = True, prepared: Prepared | None = None,
+          callbacks: Sequence[Callback] = (), log_every: int | None = None) -> Run:
     """Train the network of `spec` (a Spec or a spec file path) and return the Run.
 
     run_dir: where to write the run folder (spec.yaml, history.csv, metrics.json,
     learning_curve.png, weights.safetensors, preprocessing.json, checkpoints/); None writes
     nothing. resume: continue from the newest checkpoint in run_dir (starts fresh when there
     is none). prepared: already split and scaled data (from `prepare(spec)`), to skip loading.
+    callbacks: each gets `on_epoch_end(row)` after every epoch (see specnet.track).
+    log_every: off a terminal, print a progress line every this many epochs (default:
+    about 20 lines a run); on a terminal the bar shows every epoch.
     Raises TrainingError when training diverges or the device is missing.
     """
     run_path = Path(run_dir) if run_dir is not None else None
@@ -499,11 +532,11 @@ def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume:
                     note = f"no checkpoint in {ckpt_dir}: starting from epoch 1"
             else:
                 _clear_run_dir(run_path)
-        progress = _Progress(spec.training.epochs, trainer.epoch, quiet)
+        progress = _Progress(spec.training.epochs, trainer.epoch, quiet, every=log_every)
         try:
             if note is not None:
                 progress.note(note)
-            _fit(trainer, progress, ckpt_dir)
+            _fit(trainer, progress, ckpt_dir, callbacks)
         finally:
             progress.close()
         metrics = trainer.finish()
@@ -513,7 +546,8 @@ def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume:
     return run
 
 
-def _fit(trainer: _Trainer, progress: _Progress, ckpt_dir: Path | None) -> None:
+def _fit(trainer: _Trainer, progress: _Progress, ckpt_dir: Path | None,
+         callbacks: Sequence[Callback] = ()) -> None:
     spec = trainer.spec
     every = spec.training.checkpoint_every
     found = ckpt.list_checkpoints(ckpt_dir) if ckpt_dir is not None else []
@@ -527,6 +561,8 @@ def _fit(trainer: _Trainer, progress: _Progress, ckpt_dir: Path | None) -> None:
                     row[what], spec, row["lr"], last_good))
         trainer.after_epoch(row)
         progress.epoch(row)
+        for callback in callbacks:
+            callback.on_epoch_end(row)
         if ckpt_dir is not None and (trainer.epoch % every == 0 or trainer.done):
             last_good = ckpt.save(ckpt_dir, trainer.epoch, trainer.state())
     es = spec.training.early_stopping

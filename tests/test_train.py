@@ -490,18 +490,20 @@ def test_image_models_accept_flat_rows_in_predict_torch() -> None:
 # ---------------------------------------------------------------- progress and CLI
 
 
-def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(tmp_path: Path) -> None:
+def _on_a_terminal(columns: int, rows: list[dict[str, float]], total: int) -> str:
+    """What a progress bar over `rows` shows on a pty `columns` wide."""
     import fcntl
     import pty
     import struct
     import termios
 
     parent, child = pty.openpty()
-    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     with os.fdopen(child, "w") as tty:
-        bar = _Progress(3, 0, quiet=False, stream=tty)
+        bar = _Progress(total, 0, quiet=False, stream=tty)
         assert bar.bar is not None
-        bar.epoch({"epoch": 1.0, "loss": 0.5, "accuracy": 0.75, "lr": 0.01, "seconds": 0.1})
+        for row in rows:
+            bar.epoch(row)
         bar.close()
     # The bar is written in several pieces; read until the closed terminal reports EOF.
     chunks = []
@@ -514,7 +516,12 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(tmp_path: Path) -> 
             break
         chunks.append(chunk)
     os.close(parent)
-    out = b"".join(chunks).decode()
+    return b"".join(chunks).decode()
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(tmp_path: Path) -> None:
+    row = {"epoch": 1.0, "loss": 0.5, "accuracy": 0.75, "lr": 0.01, "seconds": 0.1}
+    out = _on_a_terminal(120, [row], 3)
     assert "loss=0.5" in out and "accuracy=0.75" in out and "1/3" in out
 
     with (tmp_path / "log").open("w") as f:
@@ -522,6 +529,34 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(tmp_path: Path) -> 
         assert lines.bar is None
         lines.epoch({"epoch": 1.0, "loss": 0.5, "lr": 0.01, "seconds": 0.1})
     assert (tmp_path / "log").read_text() == "epoch 1/3  loss 0.5  lr 0.01  0.10s\n"
+
+
+def test_the_bar_fits_an_80_column_terminal_losses_first() -> None:
+    import re
+
+    rows = [{"epoch": float(e), "loss": 0.0123456, "val_loss": 0.0639123,
+             "accuracy": 0.9876, "val_accuracy": 0.9612, "f1_macro": 0.95,
+             "val_f1_macro": 0.94, "lr": 0.001, "seconds": 0.1} for e in range(1, 301)]
+    out = _on_a_terminal(80, rows, 300)
+    shown = [re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", line)
+             for line in re.split(r"[\r\n]", out) if line.strip()]
+    assert shown and max(len(line) for line in shown) <= 80, max(shown, key=len)
+    assert "loss=0.01235, val_loss=0.06391" in shown[-1]
+    assert "300/300" in shown[-1]
+
+
+def test_off_a_terminal_a_line_every_n_epochs(tmp_path: Path) -> None:
+    def printed(total: int, every: int | None) -> list[int]:
+        with (tmp_path / "log").open("w") as f:
+            p = _Progress(total, 0, quiet=False, stream=f, every=every)
+            for e in range(1, total + 1):
+                p.epoch({"epoch": float(e), "loss": 0.5, "seconds": 0.1})
+        return [int(line.split()[1].split("/")[0])
+                for line in (tmp_path / "log").read_text().splitlines()]
+
+    assert printed(300, None) == list(range(15, 301, 15))  # about 20 lines by default
+    assert printed(10, 4) == [4, 8, 10]                     # and always the last epoch
+    assert printed(3, None) == [1, 2, 3]
 
 
 def test_cli_train_writes_runs_name_by_default(runner: Any, write_spec: Any,

@@ -224,7 +224,7 @@ class SweepResult:
         ax2 = fig.add_subplot(1, 2, 2)
         curve = "val_loss" if self._has("val") else "loss"
         for r in self.results:
-            mean = _mean_curve([run.history for run in r.ok], curve)
+            mean = mean_curve([run.history for run in r.ok], curve)
             if len(mean):
                 ax2.plot(np.arange(1, len(mean) + 1), mean, label=r.variant.name,
                          linewidth=2.4 if r is best else 1.2)
@@ -283,7 +283,7 @@ def _all_columns(result: SweepResult) -> list[str]:
                                        else 9, seen.index(c)))
 
 
-def _mean_curve(histories: list[list[dict[str, float]]], column: str) -> np.ndarray:
+def mean_curve(histories: list[list[dict[str, float]]], column: str) -> np.ndarray:
     """Mean of `column` per epoch over the runs still training at that epoch.
 
     Runs stop at different epochs (early stopping); the curve ends where fewer than half

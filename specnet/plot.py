@@ -6,9 +6,12 @@ from __future__ import annotations
 import io
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .io import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 LOSS_NAMES = {"mse": "mean squared error", "mae": "mean absolute error", "huber": "Huber",
               "cross_entropy": "cross-entropy", "nll": "negative log-likelihood",
@@ -52,6 +55,21 @@ def learning_curve(history: list[dict[str, float]], metric: str | None, path: Pa
                    monitor: str | None = None) -> None:
     """Draw loss (left) and `metric` (right), train and validation, and write a PNG atomically.
 
+    The arguments are those of `learning_curve_figure`.
+    """
+    fig = learning_curve_figure(history, metric, title, loss_name, best_epoch, restored,
+                                monitor)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def learning_curve_figure(history: list[dict[str, float]], metric: str | None,
+                          title: str = "", loss_name: str | None = None,
+                          best_epoch: int | None = None, restored: bool = False,
+                          monitor: str | None = None) -> Figure:
+    """The learning-curve figure: loss (left) and `metric` (right), train and validation.
+
     loss_name: the spec's loss (labels the axis, e.g. 'cross-entropy loss'). best_epoch:
     the epoch early stopping judged best on `monitor`, marked on both panels, with whether
     its weights were `restored` (the model that is saved) or the last epoch's were kept.
@@ -93,6 +111,4 @@ def learning_curve(history: list[dict[str, float]], metric: str | None, path: Pa
         note_axis_start(ax)
     fig.suptitle(f"{title}: learning curves" if title else "learning curves")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    return fig

@@ -13,6 +13,8 @@ from ..plot import note_axis_start
 from .selection import compare
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from .report import SweepResult
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<")
@@ -29,7 +31,14 @@ def styles(n: int) -> list[tuple[tuple[float, float, float, float], str]]:
 
 
 def sweep_plot(result: SweepResult) -> bytes:
-    """PNG bytes: left, the ranking metric per variant (bars: mean, whiskers: 95% interval,
+    """The sweep figure (`sweep_figure`) as PNG bytes."""
+    buf = io.BytesIO()
+    sweep_figure(result).savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def sweep_figure(result: SweepResult) -> Figure:
+    """The sweep figure: left, the ranking metric per variant (bars: mean, whiskers: 95% interval,
     '≈' on variants indistinguishable from the best); right, mean learning curves."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -105,6 +114,4 @@ def sweep_plot(result: SweepResult) -> bytes:
     fig.suptitle(f"sweep {s.name} (spec {base}, {len(names)} variants, {how}): "
                  f"ranked on {metric}")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return fig

@@ -61,10 +61,13 @@ def sweep_figure(result: SweepResult) -> Figure:
                                                                                 strict=True)],
                     [c.high - m if math.isfinite(c.high) else 0.0 for m, c in zip(means, comps,
                                                                                   strict=True)]])
-    ax.barh(ys, [m if math.isfinite(m) else 0.0 for m in means], xerr=err,
-            color=[c for c, _ in look], edgecolor=["black" if r is best else "none"
-                                                    for r in result.results],
-            linewidth=1.6, alpha=0.9, capsize=3)
+    bars = ax.barh(ys, [m if math.isfinite(m) else 0.0 for m in means], xerr=err,
+                   color=[c for c, _ in look], linewidth=0, alpha=0.9, capsize=3,
+                   error_kw={"elinewidth": 1.0, "ecolor": "0.25"})
+    for bar, r in zip(bars, result.results, strict=True):
+        if r is best:
+            bar.set_edgecolor("black")
+            bar.set_linewidth(2.0)
     for y, (_color, marker), m in zip(ys, look, means, strict=True):
         if math.isfinite(m):
             ax.plot([m], [y], marker=marker, color="white", markeredgecolor="black",

@@ -338,7 +338,9 @@ def estimate(result: SweepResult, processes: int, threads: int,
         refits.append(Job(b, 0, cv.nested or 0, best.variant.spec, None))
     if not refits:
         return est
-    say(f"estimates: retraining {len(refits)} winner(s)")
+    names = list(dict.fromkeys(sweep.variants[j.variant].name for j in refits))
+    say(f"estimates: {len(refits)} retraining(s) of {', '.join(names)} "
+        f"({len(held)} held-out rows, {len(est.nested)} outer folds)")
     found = run(refits)
     for fold in est.nested:
         if fold.error is not None:

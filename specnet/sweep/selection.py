@@ -432,5 +432,7 @@ def best_yaml_note(result: SweepResult, data: dict[str, Any]) -> str:
                 f"exactly the {est.heldout_rows} held-out rows that no selection saw: the "
                 f"test score of `build` is the held-out estimate "
                 f"({_fmt(est.heldout_score)}).\n")
+    if test <= 0:
+        return ""
     return ("# Its test split is the spec's own; the selection ranked on "
             f"{sweep.metric} and never saw it.\n")

@@ -332,8 +332,13 @@ def _write_folder(tmp: Path, model_bytes: bytes, spec: Spec, net: nn.Module,
         else:
             from .plot import learning_curve
 
+            es = spec.training.early_stopping
             learning_curve(history, spec.metric_names[0] if spec.metric_names else None,
-                           tmp / FILES["learning_curve"], title=spec.name)
+                           tmp / FILES["learning_curve"], title=spec.name,
+                           loss_name=spec.loss_name,
+                           best_epoch=(metrics or {}).get("best_epoch"),
+                           restored=bool(es and es.restore_best),
+                           monitor=es.monitor if es else None)
 
 
 def export_run(run: Run, out: str | Path) -> Exported:

@@ -476,7 +476,10 @@ def _write_run(run: Run) -> None:
     atomic_write_text(d / "spec.yaml", dump_resolved(run.spec))
     atomic_write_text(d / "history.csv", history_csv(run.history))
     metric = run.spec.metric_names[0] if run.spec.metric_names else None
-    learning_curve(run.history, metric, d / "learning_curve.png", title=run.spec.name)
+    es = run.spec.training.early_stopping
+    learning_curve(run.history, metric, d / "learning_curve.png", title=run.spec.name,
+                   loss_name=run.spec.loss_name, best_epoch=run.metrics.get("best_epoch"),
+                   restored=bool(es and es.restore_best), monitor=es.monitor if es else None)
     save_weights(d / "weights.safetensors", run.model.state_dict())
     # Written last: a folder with metrics.json is a finished run.
     atomic_write_text(d / "metrics.json", strict_json(run.metrics))

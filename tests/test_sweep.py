@@ -21,6 +21,7 @@ from specnet.spec.validate import load_spec
 from specnet.sweep import fold_indices, load_sweep, make_jobs, prepare_job, run_sweep
 from specnet.sweep.paths import PathError, deep_merge, get_path, parse_path, set_path
 from specnet.sweep.runner import _arrays, cores, flat_metrics, plan
+from specnet.sweep.selection import holdout_split
 from specnet.trainer import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -324,8 +325,11 @@ def test_scaler_is_fitted_on_the_training_rows_of_the_fold(base: Path, write_spe
     job = make_jobs(sweep)[2]
     arrays = _arrays(job.spec)
     prepared, sizes = prepare_job(job, arrays)
-    tr, va, sc = fold_indices(arrays.y, 4, 2, seed=0, validation=0.2, stratify=True)
-    assert sizes == (len(tr), len(va), len(sc)) == (72, 18, 30)
+    # The spec's test split (24 of 120 rows) is held out first; 4 folds of the other 96.
+    rows, held = holdout_split(arrays.y, job.spec)
+    tr, va, sc = (rows[i] for i in fold_indices(arrays.y[rows], 4, 2, seed=0, validation=0.2,
+                                                 stratify=True))
+    assert sizes == (len(tr), len(va), len(sc)) == (57, 15, 24) and len(held) == 24
     want = Scaler.fit("standard", arrays.X[tr])
     np.testing.assert_array_equal(prepared.x_scaler.offset, want.offset)
     np.testing.assert_array_equal(prepared.x_scaler.scale, want.scale)
@@ -389,9 +393,10 @@ def test_parallel_results_equal_serial(cv_sweep: Any) -> None:
 def test_report_files_and_best_spec_builds(cv_sweep: Any, tmp_path: Path) -> None:
     lines: list[str] = []
     result = run_sweep(cv_sweep, progress=lines.append)
-    assert len(lines) == 2 and lines[0].startswith("[1/2] tanh: cv_accuracy ")
+    assert len(lines) == 3 and lines[0].startswith("[1/2] tanh: cv_accuracy ")
+    assert lines[2].startswith("estimates: 1 retraining(s) of ")  # the held-out estimate
     assert [len(r.runs) for r in result.results] == [6, 6]
-    assert all(r.sizes == (72, 8, 40) or sum(r.sizes) == 120
+    assert all(sum(r.sizes) == 96 and r.sizes[2] == 32  # 24 of 120 rows held out
                for v in result.results for r in v.runs)
     out = tmp_path / "out"
     files = result.write(out)

@@ -16,6 +16,7 @@ from .load import Sweep, Variant, load_sweep, sweep_from_source
 from .report import SweepResult, VariantResult
 from .runner import Job, JobResult, execute, fold_indices, make_jobs, plan, prepare_job
 from .section import Override, SweepSection
+from .selection import estimate
 
 __all__ = [
     "Job", "JobResult", "Override", "Sweep", "SweepResult", "SweepSection", "Variant",
@@ -65,4 +66,6 @@ def run_sweep(sweep: Sweep, jobs: int = 1, threads: int = 1,
     if all(not g.ok for g in grouped):
         first = next(r.error for r in results if r.error)
         raise SpecnetError(f"every training of sweep {sweep.name!r} failed; the first: {first}")
+    out.estimates = estimate(out, processes, threads, progress)
+    out.wall_s = time.perf_counter() - t0
     return out

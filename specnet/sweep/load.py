@@ -23,7 +23,8 @@ from ..spec.load import Path_, Source, format_path, load_file
 from ..spec.schema import Spec
 from ..spec.validate import check, validate
 from .paths import PathError, deep_merge, parse_path, set_path
-from .section import Distribution, Override, RandomSearch, SweepSection, expand
+from .section import CrossValidation, Distribution, Override, RandomSearch, SweepSection, expand
+from .selection import shared_rows_problem
 
 _LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse")
 
@@ -61,7 +62,7 @@ class Sweep:
     @property
     def cv(self) -> int | None:
         """Number of folds, or None for the spec's own split."""
-        return self.section.cv
+        return self.section.cv.folds if self.section.cv else None
 
     @property
     def runs_per_variant(self) -> int:
@@ -118,6 +119,8 @@ def _section_issues(exc: ValidationError, src: Source) -> list[Issue]:
             owner: type[Strict] = SweepSection
             if loc[:1] == ("random",):
                 owner = Distribution if loc[1:2] == ("params",) else RandomSearch
+            elif loc[:1] == ("cv",):
+                owner = CrossValidation
             names = [f.alias or n for n, f in owner.model_fields.items()]
             msg = f"unknown key {key!r}{did_you_mean(key, names)}; allowed: {', '.join(names)}"
         elif isinstance(err.get("input"), str | int | float | bool) and err["type"] != "missing":
@@ -256,6 +259,9 @@ def sweep_from_source(src: Source) -> Sweep:
     metric_names = [m for m in variants[0].spec.metric_names
                     if all(m in v.spec.metric_names for v in variants)]
     metric, mode = _ranking(section, variants, metric_names, src)
+    problem = shared_rows_problem(variants) if section.cv else None
+    if problem is not None:
+        raise SpecError([src.issue(("sweep", "cv"), problem)])
     return Sweep(name, src.file, section, variants, metric, mode, metric_names,
                  _group(warnings, len(points)))
 

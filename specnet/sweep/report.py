@@ -17,6 +17,15 @@ from ..io import atomic_dir, check_replaceable
 from ..spec.resolve import resolved_dict
 from .load import Sweep, Variant
 from .runner import JobResult
+from .selection import (
+    COMPARISON_NOTE,
+    Estimates,
+    best_yaml_note,
+    compare,
+    estimate_lines,
+    interval_cell,
+    p_cell,
+)
 
 
 @dataclass
@@ -54,6 +63,8 @@ class SweepResult:
     processes: int
     threads: int
     out_dir: Path | None = None
+    estimates: Estimates | None = None
+    """Held-out and nested estimates of a cv sweep (selection.estimate)."""
 
     @property
     def best(self) -> VariantResult | None:
@@ -105,13 +116,16 @@ class SweepResult:
     def rows(self) -> list[list[str]]:
         """The summary table as text cells, header row first."""
         cols = self.shown_columns()
-        out = [["variant", "runs", *(self.header(c) for c in cols)]]
+        at = cols.index(self.sweep.metric) + 3  # the CI and p columns follow the ranking one
+        head = ["variant", "runs", *(self.header(c) for c in cols)]
+        out = [[*head[:at], "95% CI", "p vs best", *head[at:]]]
         best = self.best
-        for r in self.results:
+        for r, c in zip(self.results, compare(self), strict=True):
             name = r.variant.name + (" *" if r is best else "")
             runs = f"{len(r.ok)}" + (f" ({len(r.runs) - len(r.ok)} failed)"
                                      if len(r.ok) < len(r.runs) else "")
-            out.append([name, runs, *(_cell(*r.stat(c), c) for c in cols)])
+            row = [name, runs, *(_cell(*r.stat(col), col) for col in cols)]
+            out.append([*row[:at], interval_cell(c), p_cell(c), *row[at:]])
         return out
 
     def text_table(self) -> str:
@@ -122,7 +136,7 @@ class SweepResult:
                            for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
                  for row in rows]
         lines.insert(1, "-" * len(lines[0]))
-        return "\n".join([*lines, self.footer()])
+        return "\n".join([*lines, self.footer(), COMPARISON_NOTE, *estimate_lines(self)])
 
     def markdown(self) -> str:
         """The summary as a Markdown table (the best variant in bold) with a footer line."""
@@ -135,7 +149,8 @@ class SweepResult:
             if r is best:
                 cells[0] = f"**{r.variant.name}**"
             lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join([*lines, "", self.footer()]) + "\n"
+        notes = [f"- {line}" for line in estimate_lines(self)]
+        return "\n".join([*lines, "", self.footer(), "", COMPARISON_NOTE, "", *notes]) + "\n"
 
     def footer(self) -> str:
         """One line: what was run, how, and which variant won."""
@@ -155,11 +170,13 @@ class SweepResult:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["variant", "settings", "runs", "failed", *(f"{c}_{s}" for c in cols
-                                                             for s in ("mean", "sd"))])
-        for r in self.results:
-            stats = [x for c in cols for x in r.stat(c)]
+                                                             for s in ("mean", "sd")),
+                    "ci95_low", "ci95_high", "p_vs_best", "indistinguishable_from_best"])
+        for r, c in zip(self.results, compare(self), strict=True):
+            stats = [x for col in cols for x in r.stat(col)]
             w.writerow([r.variant.name, json.dumps(r.variant.settings), len(r.ok),
-                        len(r.runs) - len(r.ok), *(_num(x) for x in stats)])
+                        len(r.runs) - len(r.ok), *(_num(x) for x in stats), _num(c.low),
+                        _num(c.high), _num(c.p), str(c.indistinguishable).lower()])
         return buf.getvalue()
 
     def runs_csv(self) -> str:
@@ -183,65 +200,19 @@ class SweepResult:
         data = resolved_dict(best.variant.spec)
         data["name"] = f"{self.sweep.name}_best"[:64]
         head = (f"# Best variant of sweep {self.sweep.name!r}: {best.variant.name}\n"
-                f"# ({self.header(self.sweep.metric)} "
+                f"# (selection score: {self.header(self.sweep.metric)} "
                 f"{_cell(*best.stat(self.sweep.metric), self.sweep.metric)}; "
-                f"from {self.sweep.file}). Build it with: specnet build best.yaml\n")
+                f"from {self.sweep.file}). Build it with: specnet build best.yaml\n"
+                + best_yaml_note(self, data))
         return head + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
 
     # ------------------------------------------------------------ plot
 
     def plot_png(self) -> bytes:
         """Ranking metric per variant (mean ± sd) and mean learning curves, overlaid."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        from .plot import sweep_plot
 
-        s = self.sweep
-        names = [r.variant.name for r in self.results]
-        stats = [r.stat(s.metric) for r in self.results]
-        many = len(names) > 6
-        fig = Figure(figsize=(15 if many else 12, 4.2 + 0.15 * max(0, len(names) - 8)),
-                     dpi=100)
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot(1, 2, 1)
-        ys = np.arange(len(names))[::-1]
-        best = self.best
-        colors = ["tab:orange" if r is best else "tab:blue" for r in self.results]
-        ax.barh(ys, [m for m, _ in stats], xerr=[0 if math.isnan(sd) else sd for _, sd in stats],
-                color=colors, alpha=0.8, capsize=3)
-        ax.set_yticks(ys, names, fontsize=8 if len(names) > 8 else 10)
-        finite = [(m, sd if math.isfinite(sd) else 0.0) for m, sd in stats if math.isfinite(m)]
-        if finite and s.mode == "max" and min(m for m, _ in finite) > 0:
-            # Zoom on the spread; scores such as accuracy end at 1.
-            lo, hi = min(m - sd for m, sd in finite), max(m + sd for m, sd in finite)
-            top = max(m for m, _ in finite)
-            if top <= 1.0:
-                hi = min(hi, 1.0)
-            pad = 0.08 * (hi - lo + 1e-9)
-            ax.set_xlim(max(0.0, lo - pad), hi + pad)
-        ax.set_xlabel(f"{self.header(s.metric)} (mean ± sd)")
-        ax.set_title(f"{s.name}: {self.header(s.metric)}")
-        ax.grid(axis="x", alpha=0.3)
-        ax2 = fig.add_subplot(1, 2, 2)
-        curve = "val_loss" if self._has("val") else "loss"
-        for r in self.results:
-            mean = mean_curve([run.history for run in r.ok], curve)
-            if len(mean):
-                ax2.plot(np.arange(1, len(mean) + 1), mean, label=r.variant.name,
-                         linewidth=2.4 if r is best else 1.2)
-        ax2.set_xlabel("epoch")
-        ax2.set_ylabel(curve.replace("_", " "))
-        ax2.set_yscale("log")
-        ax2.set_title(f"learning curves ({curve.replace('_', ' ')}, mean over runs)")
-        ax2.grid(alpha=0.3)
-        if len(names) <= 24:
-            if many:
-                ax2.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-            else:
-                ax2.legend(fontsize=8)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return buf.getvalue()
+        return sweep_plot(self)
 
     # ------------------------------------------------------------ files
 

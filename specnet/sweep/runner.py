@@ -26,6 +26,7 @@ from ..data.prepare import Prepared, prepare_arrays, split_indices
 from ..data.sources import Arrays, Split
 from ..errors import DataError, SpecnetError, TrainingError
 from ..spec.schema import Spec
+from .selection import Scheme, scheme_for
 
 if TYPE_CHECKING:
     from .load import Sweep
@@ -40,6 +41,8 @@ class Job:
     fold: int
     spec: Spec
     cv: int | None
+    scheme: Scheme | None = None
+    """Where a cv job's rows come from (held-out rows, nested folds); see selection.py."""
 
     @property
     def key(self) -> tuple[int, int, int]:
@@ -80,7 +83,7 @@ def make_jobs(sweep: Sweep) -> list[Job]:
         for r in range(sweep.section.repeats):
             spec = variant.spec.model_copy(update={"seed": variant.spec.seed + r})
             for f in range(sweep.cv or 1):
-                jobs.append(Job(v, r, f, spec, sweep.cv))
+                jobs.append(Job(v, r, f, spec, sweep.cv, scheme_for(sweep, variant, f)))
     return jobs
 
 
@@ -117,8 +120,8 @@ def prepare_job(job: Job, arrays: Arrays) -> tuple[Prepared, tuple[int, int, int
         prepared = prepare_arrays(spec.data, arrays, spec.seed, regression)
     else:
         stratify = spec.data.split.stratify and not regression
-        idx = fold_indices(arrays.y, job.cv, job.fold, spec.seed, spec.data.split.validation,
-                           stratify)
+        idx = job.scheme.indices(arrays.y, spec) if job.scheme is not None else fold_indices(
+            arrays.y, job.cv, job.fold, spec.seed, spec.data.split.validation, stratify)
         prepared = prepare_arrays(spec.data, arrays, spec.seed, regression, *idx)
     sizes = (len(prepared.X_train), len(prepared.X_val), len(prepared.X_test))
     return prepared, sizes

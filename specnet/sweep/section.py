@@ -4,7 +4,9 @@
       grid: {optimizer.type: [sgd, adam], model[0].units: [8, 32]}   # every combination
       variants: {small: {model.0.units: 8}, wide: {model.0.units: 256}}  # named overrides
       random: {trials: 8, seed: 0, params: {optimizer.lr: {loguniform: [0.0001, 0.1]}}}
-      cv: 5            # k-fold cross-validation (stratified for classification)
+      cv: 5            # k-fold cross-validation (stratified for classification) on the rows
+                       # left after the spec's test split is held out; or in full:
+      cv: {folds: 5, holdout: true, nested: 3}
       repeats: 3       # seeds seed, seed+1, ...
 
 `expand` turns the section into named points, each a list of `Override`s (path, value,
@@ -91,6 +93,23 @@ class RandomSearch(Strict):
         return v
 
 
+class CrossValidation(Strict):
+    """Cross-validation of a sweep: k folds, a held-out split, optionally a nested loop."""
+
+    folds: int = Field(..., ge=2, le=50)
+    """k: the selection rows are split into k folds, each scored once (stratified for
+    classification, plain KFold for regression)."""
+    holdout: bool = True
+    """Hold out the spec's own test split (data.split.test, carved with the spec's seed,
+    exactly as `specnet build` carves it) before the folds: no selection ever sees those
+    rows, and the winner retrained on the selection rows is scored on them (the held-out
+    estimate). false: the folds cover every row and there is no held-out estimate."""
+    nested: int | None = Field(None, ge=2, le=20)
+    """Outer folds of nested cross-validation: each outer fold repeats the whole
+    selection (every variant, k inner folds) on the other outer folds and scores its
+    winner on this one; the mean is an estimate of the selection procedure itself."""
+
+
 class SweepSection(Strict):
     """What a sweep varies and how each variant is scored."""
 
@@ -102,9 +121,10 @@ class SweepSection(Strict):
     """Path -> values; every combination is a variant. 'a,b: [...]' sets both paths."""
     random: RandomSearch | None = None
     """Random search over distributions (crossed with variants and grid)."""
-    cv: int | None = Field(None, ge=2, le=50)
-    """k-fold cross-validation over the whole data set (stratified for classification);
-    unset: the spec's train/validation/test split."""
+    cv: CrossValidation | None = None
+    """k-fold cross-validation: `cv: 5`, or {folds: 5, holdout: true, nested: 3}. The
+    spec's test split is held out first (never seen by the selection); unset: the spec's
+    train/validation/test split."""
     repeats: int = Field(1, ge=1, le=100)
     """Train each variant (and fold) with seeds seed, seed+1, ..., seed+repeats-1."""
     labels: dict[str, str] = Field(default_factory=dict)
@@ -124,6 +144,11 @@ class SweepSection(Strict):
                 raise ValueError(f"labels: {key!r} is not a grid or random key"
                                  f"{did_you_mean(key, swept)}; swept: {', '.join(swept)}")
         return self
+
+    @field_validator("cv", mode="before")
+    @classmethod
+    def _folds_shorthand(cls, v: Any) -> Any:
+        return {"folds": v} if isinstance(v, int) and not isinstance(v, bool) else v
 
     @field_validator("grid")
     @classmethod

@@ -336,21 +336,28 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool) ->
 @click.option("-f", "--format", "fmt", type=click.Choice(["csv", "json"]), default=None,
               help="Output format [default: from -o's extension, else csv].")
 @click.option("--input-format", type=click.Choice(["csv", "json", "npy"]), default=None,
-              help="Input format [default: from INPUT's extension].")
+              help="Input format [default: from INPUT's extension; stdin: from its content].")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Binary models: class 1 when P(class 1) > this [default: 0.5].")
+@click.option("--keep", "keep", multiple=True, metavar="COLUMN",
+              help="Pass this input column through to the output (repeatable); the "
+                   "model's id columns always are.")
 @handle_errors
 def predict(model: Path, input_path: str, output: Path | None, fmt: str | None,
-            input_format: str | None) -> None:
+            input_format: str | None, threshold: float | None, keep: tuple[str, ...]) -> None:
     """Predict with an exported MODEL (folder or model.onnx) on the rows in INPUT.
 
     INPUT is CSV with a header (columns matched by feature name, others ignored), JSON
-    (records, rows, or {"instances": ...}) or NPY; '-' reads stdin. Output: CSV (label
-    and prob_<class> columns, or one column per target) or JSON. Runs on onnxruntime
-    only (torch is not imported).
+    (records, rows, or {"instances": ...}) or NPY; '-' reads stdin, whose format is told
+    by its content. Output: id and --keep columns first, then CSV (label and
+    prob_<class> columns, or one column per target) or JSON. Runs on onnxruntime only
+    (torch is not imported).
 
     \b
     Examples:
       specnet predict exports/iris flowers.csv
       specnet predict exports/iris rows.json -o predictions.json
+      cat rows.csv | specnet predict exports/moons - --threshold 0.3 --keep id
     """
     from .predict import predict_file
 
@@ -361,7 +368,7 @@ def predict(model: Path, input_path: str, output: Path | None, fmt: str | None,
         click.echo(f"note: {text}", err=True)
 
     art, text = predict_file(model, input_path, input_fmt=input_format, output_fmt=fmt,
-                             note=note)
+                             note=note, threshold=threshold, keep=keep)
     problem = art.verification_problem()
     if problem:
         click.echo(f"warning: {problem}", err=True)

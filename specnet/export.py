@@ -218,6 +218,12 @@ def _target_names(spec: Spec, width: int) -> list[str]:
     return ["value"] if width == 1 else [f"value_{i}" for i in range(width)]
 
 
+def _target_column(spec: Spec) -> str:
+    """The target column's name in the training data ('target' for a built-in set)."""
+    target = getattr(spec.data, "target", None)
+    return target if isinstance(target, str) else "target"
+
+
 @dataclass
 class Exported:
     """Where an export went and what its verification said."""
@@ -274,6 +280,7 @@ def export_model(spec: Spec, net: nn.Module, prepared: Prepared, out: str | Path
             feature_names=list(prepared.feature_names), class_labels=prepared.class_labels,
             input_shape=input_shape, output_shape=out_shape, output_name=output_name(spec.task),
             target_names=_target_names(spec, width) if spec.task == "regression" else [],
+            target=_target_column(spec),
             spec_text=dump_resolved(spec, "yaml", portable=True), spec_sha256=spec_hash(spec),
             verification=finite(report), versions=versions(),
             metrics=finite((metrics or {}).get("test", {})))

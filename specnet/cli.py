@@ -308,7 +308,7 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool) ->
       specnet predict exports/iris flowers.csv
       specnet serve exports/iris
     """
-    from .artifact import FILES
+    from .artifact import OWNED_FILES
     from .export import export_run
     from .io import check_replaceable
     from .spec.validate import load_spec
@@ -318,7 +318,7 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool) ->
     for issue in checked.warnings:
         _echo_issue(issue)
     folder = output if output is not None else Path("exports") / checked.spec.name
-    check_replaceable(folder, FILES.values(), "a specnet export")  # before training
+    check_replaceable(folder, OWNED_FILES, "a specnet export")  # before training
     run = train_spec(checked.spec, run_dir, quiet=quiet)
     m = run.metrics
     test = "  ".join(f"{k} {v:.4f}" for k, v in (m.get("test") or {}).items()
@@ -373,6 +373,53 @@ def predict(model: Path, input_path: str, output: Path | None, fmt: str | None,
     if problem:
         click.echo(f"warning: {problem}", err=True)
     _emit(text, output)
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("data_path", metavar="DATA")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Folder for evaluation.json and the figures [default: "
+                   "evaluations/<model name>].")
+@click.option("--target", multiple=True, metavar="COLUMN",
+              help="Label column (repeat for several regression targets) [default: the "
+                   "model's target column].")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Binary models: class 1 when P(class 1) > this [default: 0.5].")
+@click.option("--input-format", type=click.Choice(["csv", "json"]), default=None,
+              help="Input format [default: from DATA's extension; stdin: from its content].")
+@handle_errors
+def evaluate(model: Path, data_path: str, output: Path | None, target: tuple[str, ...],
+             threshold: float | None, input_format: str | None) -> None:
+    """Score an exported MODEL (folder or model.onnx) on the labelled rows in DATA.
+
+    DATA is CSV with a header or JSON records holding the model's inputs and the label
+    column; '-' reads stdin. Prints the metrics, the per-class table and the confusion
+    matrix (or per-target errors), and writes evaluation.json and the figures
+    (confusion matrix, ROC, precision-recall, calibration; residuals and predicted vs
+    true) to the output folder. Runs on onnxruntime only (torch is not imported).
+
+    \b
+    Examples:
+      specnet evaluate exports/iris labelled.csv -o eval/iris
+      specnet evaluate exports/moons test.json --threshold 0.3
+    """
+    from .evaluate import EVALUATION_FILES, evaluate_file, summary, write_evaluation
+    from .io import atomic_dir
+
+    def note(text: str) -> None:
+        click.echo(f"note: {text}", err=True)
+
+    scored = evaluate_file(model, data_path, input_fmt=input_format, target=target,
+                           threshold=threshold, note=note)
+    problem = scored.art.verification_problem()
+    if problem:
+        click.echo(f"warning: {problem}", err=True)
+    folder = output if output is not None else Path("evaluations") / scored.art.name
+    with atomic_dir(folder, EVALUATION_FILES, "a specnet evaluation") as tmp:
+        files = write_evaluation(scored, tmp)
+    click.echo(summary(scored.report), nl=False)
+    click.echo(f"wrote {folder}/ ({', '.join(files)})", err=True)
 
 
 @main.command()

@@ -129,7 +129,9 @@ def score_classification(art: Artifact, out: np.ndarray, y: np.ndarray,
                                            zero_division=0)),
             "f1_weighted": float(skm.f1_score(y, pred, labels=idx, average="weighted",
                                               zero_division=0)),
-            "log_loss": _f(skm.log_loss(y, np.clip(probs, 1e-15, 1.0), labels=idx)),
+            # float32 softmax rows sum to 1 within float32 rounding; sklearn wants float64's
+            "log_loss": _f(skm.log_loss(y, probs / probs.sum(axis=1, keepdims=True),
+                                        labels=idx)),
             "roc_auc": roc_auc, "average_precision": avg_prec, "ece": cal["ece"],
         }
         cm = skm.confusion_matrix(y, pred, labels=idx)
@@ -192,7 +194,7 @@ def write_split_evaluation(folder: Path, art: Artifact, out: np.ndarray,
         y = prepared.y_test
         if prepared.y_scaler is not None:
             y = prepared.y_scaler.inverse(y)  # back to target units, as the model outputs
-        scored = score_regression(art, out, y, art.target_names or ["value"])
+        scored = score_regression(art, out, y, target_columns(art, {}))
     else:
         scored = score_classification(art, out, prepared.y_test.reshape(-1))
     scored.report["data"] = "test split"

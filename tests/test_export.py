@@ -15,7 +15,7 @@ from _exports import exported, spec_data, torch_model, trained
 from click.testing import CliRunner
 from torch import nn
 
-from specnet.artifact import FILES
+from specnet.artifact import EVALUATION_PLOTS, FILES
 from specnet.cli import main
 from specnet.errors import ExportError, SpecnetError, VerificationError
 from specnet.export import export_model, export_run
@@ -52,7 +52,9 @@ def _raw_test_rows(name: str) -> np.ndarray:
 
 
 def test_build_writes_every_file_and_nothing_else(built: Path) -> None:
-    assert sorted(p.name for p in built.iterdir()) == sorted(FILES.values())
+    plots = [EVALUATION_PLOTS[k] for k in ("confusion_matrix", "roc", "precision_recall",
+                                           "calibration")]  # a classifier's figures
+    assert sorted(p.name for p in built.iterdir()) == sorted([*FILES.values(), *plots])
     leftovers = [p.name for p in built.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
     history = (built / FILES["history"]).read_text().splitlines()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -26,7 +26,8 @@ MAX_CURVES = 20
 """One-vs-rest curves drawn at most (the classes with the most rows); all are scored."""
 
 
-def _figure(width: float, height: float, layout: str | None = None) -> Figure:
+def _figure(width: float, height: float,
+            layout: Literal["constrained"] | None = None) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -173,7 +174,7 @@ def _calibration(scored: Scored, path: Path, title: str) -> None:
     ax.legend(fontsize=8, loc="upper left")
     assert scored.probs is not None
     conf = scored.probs[:, 1] if binary else scored.probs.max(axis=1)
-    hist.hist(conf, bins=np.linspace(0, 1, cal["bins"] + 1), rwidth=0.9, color="grey")
+    hist.hist(conf, bins=np.linspace(0, 1, cal["bins"] + 1).tolist(), rwidth=0.9, color="grey")
     hist.set_xlabel(f"predicted {cal['kind']}" if binary else "predicted probability of the "
                     "top label")
     hist.set_ylabel("rows")

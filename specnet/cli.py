@@ -163,6 +163,34 @@ def schema(output: Path | None) -> None:
 
 
 @main.command()
+@click.argument("template", type=click.Choice(["classification", "regression", "image",
+                                               "csv"]), default="classification")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write the spec to this new file (never overwritten) instead of stdout.")
+@handle_errors
+def init(template: str, output: Path | None) -> None:
+    """Write a starter spec: TEMPLATE is classification (default), regression, image or csv.
+
+    Each template is commented, carries the schema comment for editors, and validates as
+    written (csv: once its data.csv exists; point `path` and `target` at your file).
+
+    \b
+    Examples:
+      specnet init > spec.yaml
+      specnet init regression -o diabetes.yaml && specnet validate diabetes.yaml
+    """
+    from .templates import template as starter
+    from .templates import write_new
+
+    text = starter(template)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    write_new(output, text)
+    click.echo(f"wrote {output}", err=True)
+
+
+@main.command()
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.option("-o", "--run-dir", type=click.Path(path_type=Path), default=None,
               help="Run folder (default: runs/<name>/).")

@@ -348,7 +348,14 @@ def summary(report: dict[str, Any]) -> str:
     lines = [f"evaluated {report['model']} ({report['task']}) on {report.get('data', '?')}: "
              f"{report['n_rows']} rows"
              + (f", threshold {report['threshold']:g}" if "threshold" in report else "")]
-    lines.append("  " + "  ".join(f"{k} {_fmt(v)}" for k, v in report["metrics"].items()))
+    items = [f"{k} {_fmt(v)}" for k, v in report["metrics"].items()]
+    line = " "
+    for item in items:  # wrapped to fit 80 columns
+        if len(line) + 2 + len(item) > 80:
+            lines.append(line)
+            line = " "
+        line += " " + " " * (line != " ") + item
+    lines.append(line)
     if "per_class" in report:
         labels = report["labels"]
         width = max(8, *(len(c) for c in labels))

@@ -63,6 +63,11 @@ def test_build_writes_every_file_and_nothing_else(built: Path) -> None:
     assert (built / FILES["learning_curve"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((built / FILES["metrics"]).read_text())
     assert set(metrics["test"]) >= {"accuracy", "f1_macro"}
+    # The test split's evaluation (onnxruntime) agrees with the trainer's test metrics.
+    evaluation = json.loads((built / FILES["evaluation"]).read_text())
+    assert evaluation["data"] == "test split"
+    assert evaluation["metrics"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert evaluation["metrics"]["f1_macro"] == pytest.approx(metrics["test"]["f1_macro"])
     report = json.loads((built / FILES["verification"]).read_text())
     assert report["passed"] is True and report["batch_sizes"] == [1, 2, 7, 1024]
 

@@ -326,7 +326,9 @@ def evaluate_file(model: str | Path, path: str, *, input_fmt: str | None = None,
             if len(names) != 1:
                 raise ModelInputError(f"a classifier is scored against one label column, "
                                       f"{len(names)} given")
-            y = class_indices(truth[names[0]], list(art.class_labels or []), names[0])
+            classes = art.class_labels or [str(i) for i in range(
+                max(2, out.shape[-1] if out.ndim > 1 else 2))]  # as `predictions` names them
+            y = class_indices(truth[names[0]], list(classes), names[0])
             scored = score_classification(art, out, y, cut)
     except ModelInputError as exc:
         raise ModelInputError(f"{src.name}: {exc}") from None

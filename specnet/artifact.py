@@ -38,7 +38,22 @@ FILES = {
     "history": "history.csv",
     "learning_curve": "learning_curve.png",
     "verification": VERIFICATION_FILE,
+    "evaluation": "evaluation.json",
 }
+
+# Figures of the test-split evaluation (`specnet.evaluate`): which ones an export holds
+# depends on the task (classification: the first four; regression: the last two).
+EVALUATION_PLOTS = {
+    "confusion_matrix": "confusion_matrix.png",
+    "roc": "roc_curve.png",
+    "precision_recall": "precision_recall_curve.png",
+    "calibration": "calibration_curve.png",
+    "residuals": "residuals.png",
+    "predicted_vs_true": "predicted_vs_true.png",
+}
+
+OWNED_FILES = (*FILES.values(), *EVALUATION_PLOTS.values())
+"""Every name specnet may write into an export folder (see `io.check_replaceable`)."""
 
 
 def output_name(task: str) -> str:
@@ -64,6 +79,9 @@ class Artifact:
     input_name: str = INPUT_NAME
     output_name: str = "probabilities"
     target_names: list[str] = field(default_factory=list)
+    target: str = ""
+    """Name of the target column in the training data ('' when unknown): what
+    `specnet evaluate` looks for in a labelled file."""
     spec_text: str = ""
     spec_sha256: str = ""
     verification: dict[str, Any] | None = None
@@ -94,6 +112,7 @@ class Artifact:
         return {
             "name": self.name, "task": self.task, "feature_names": self.feature_names,
             "class_labels": self.class_labels, "target_names": self.target_names,
+            "target": self.target,
             "input": {"name": self.input_name, "datatype": "FP32",
                       "shape": [-1, *self.input_shape]},
             "output": {"name": self.output_name, "datatype": "FP32",
@@ -121,6 +140,7 @@ def metadata_props(art: Artifact) -> dict[str, str]:
         "feature_names": json.dumps(art.feature_names),
         "class_labels": json.dumps(art.class_labels),
         "target_names": json.dumps(art.target_names),
+        "target": art.target,
         "input_name": art.input_name,
         "output_name": art.output_name,
         "input_shape": json.dumps(list(art.input_shape)),
@@ -158,6 +178,7 @@ def from_metadata(path: Path, meta: dict[str, str]) -> Artifact:
             input_name=got.get("input_name", INPUT_NAME),
             output_name=got.get("output_name", output_name(got["task"])),
             target_names=[str(n) for n in js("target_names", [])],
+            target=got.get("target", ""),
             spec_text=got.get("spec", ""), spec_sha256=got.get("spec_sha256", ""),
             verification=js("verification"), versions=js("versions", {}),
             metrics=js("metrics", {}))

@@ -197,6 +197,34 @@ def schema(output: Path | None) -> None:
 
 
 @main.command()
+@click.argument("template", type=click.Choice(["classification", "regression", "image",
+                                               "csv"]), default="classification")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write the spec to this new file (never overwritten) instead of stdout.")
+@handle_errors
+def init(template: str, output: Path | None) -> None:
+    """Write a starter spec: TEMPLATE is classification (default), regression, image or csv.
+
+    Each template is commented, carries the schema comment for editors, and validates as
+    written (csv: once its data.csv exists; point `path` and `target` at your file).
+
+    \b
+    Examples:
+      specnet init > spec.yaml
+      specnet init regression -o diabetes.yaml && specnet validate diabetes.yaml
+    """
+    from .templates import template as starter
+    from .templates import write_new
+
+    text = starter(template)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    write_new(output, text)
+    click.echo(f"wrote {output}", err=True)
+
+
+@main.command()
 @click.argument("spec", type=click.Path(path_type=Path))
 @click.option("-o", "--run-dir", type=click.Path(path_type=Path), default=None,
               help="Run folder (default: runs/<name>/).")
@@ -361,7 +389,7 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool,
       specnet predict exports/iris flowers.csv
       specnet serve exports/iris
     """
-    from .artifact import FILES
+    from .artifact import OWNED_FILES
     from .export import export_run
     from .io import check_replaceable
     from .spec.validate import load_spec
@@ -371,7 +399,7 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool,
     for issue in checked.warnings:
         _echo_issue(issue)
     folder = output if output is not None else Path("exports") / checked.spec.name
-    check_replaceable(folder, FILES.values(), "a specnet export")  # before training
+    check_replaceable(folder, OWNED_FILES, "a specnet export")  # before training
     with _tracking(tensorboard, mlflow_uri, name=checked.spec.name, run_name="build",
                    spec=checked.spec) as trackers:
         run = train_spec(checked.spec, run_dir, quiet=quiet, callbacks=[trackers],
@@ -395,21 +423,28 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool,
 @click.option("-f", "--format", "fmt", type=click.Choice(["csv", "json"]), default=None,
               help="Output format [default: from -o's extension, else csv].")
 @click.option("--input-format", type=click.Choice(["csv", "json", "npy"]), default=None,
-              help="Input format [default: from INPUT's extension].")
+              help="Input format [default: from INPUT's extension; stdin: from its content].")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Binary models: class 1 when P(class 1) > this [default: 0.5].")
+@click.option("--keep", "keep", multiple=True, metavar="COLUMN",
+              help="Pass this input column through to the output (repeatable); the "
+                   "model's id columns always are.")
 @handle_errors
 def predict(model: Path, input_path: str, output: Path | None, fmt: str | None,
-            input_format: str | None) -> None:
+            input_format: str | None, threshold: float | None, keep: tuple[str, ...]) -> None:
     """Predict with an exported MODEL (folder or model.onnx) on the rows in INPUT.
 
     INPUT is CSV with a header (columns matched by feature name, others ignored), JSON
-    (records, rows, or {"instances": ...}) or NPY; '-' reads stdin. Output: CSV (label
-    and prob_<class> columns, or one column per target) or JSON. Runs on onnxruntime
-    only (torch is not imported).
+    (records, rows, or {"instances": ...}) or NPY; '-' reads stdin, whose format is told
+    by its content. Output: id and --keep columns first, then CSV (label and
+    prob_<class> columns, or one column per target) or JSON. Runs on onnxruntime only
+    (torch is not imported).
 
     \b
     Examples:
       specnet predict exports/iris flowers.csv
       specnet predict exports/iris rows.json -o predictions.json
+      cat rows.csv | specnet predict exports/moons - --threshold 0.3 --keep id
     """
     from .predict import predict_file
 
@@ -420,11 +455,58 @@ def predict(model: Path, input_path: str, output: Path | None, fmt: str | None,
         click.echo(f"note: {text}", err=True)
 
     art, text = predict_file(model, input_path, input_fmt=input_format, output_fmt=fmt,
-                             note=note)
+                             note=note, threshold=threshold, keep=keep)
     problem = art.verification_problem()
     if problem:
         click.echo(f"warning: {problem}", err=True)
     _emit(text, output)
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("data_path", metavar="DATA")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Folder for evaluation.json and the figures [default: "
+                   "evaluations/<model name>].")
+@click.option("--target", multiple=True, metavar="COLUMN",
+              help="Label column (repeat for several regression targets) [default: the "
+                   "model's target column].")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Binary models: class 1 when P(class 1) > this [default: 0.5].")
+@click.option("--input-format", type=click.Choice(["csv", "json"]), default=None,
+              help="Input format [default: from DATA's extension; stdin: from its content].")
+@handle_errors
+def evaluate(model: Path, data_path: str, output: Path | None, target: tuple[str, ...],
+             threshold: float | None, input_format: str | None) -> None:
+    """Score an exported MODEL (folder or model.onnx) on the labelled rows in DATA.
+
+    DATA is CSV with a header or JSON records holding the model's inputs and the label
+    column; '-' reads stdin. Prints the metrics, the per-class table and the confusion
+    matrix (or per-target errors), and writes evaluation.json and the figures
+    (confusion matrix, ROC, precision-recall, calibration; residuals and predicted vs
+    true) to the output folder. Runs on onnxruntime only (torch is not imported).
+
+    \b
+    Examples:
+      specnet evaluate exports/iris labelled.csv -o eval/iris
+      specnet evaluate exports/moons test.json --threshold 0.3
+    """
+    from .evaluate import EVALUATION_FILES, evaluate_file, summary, write_evaluation
+    from .io import atomic_dir
+
+    def note(text: str) -> None:
+        click.echo(f"note: {text}", err=True)
+
+    scored = evaluate_file(model, data_path, input_fmt=input_format, target=target,
+                           threshold=threshold, note=note)
+    problem = scored.art.verification_problem()
+    if problem:
+        click.echo(f"warning: {problem}", err=True)
+    folder = output if output is not None else Path("evaluations") / scored.art.name
+    with atomic_dir(folder, EVALUATION_FILES, "a specnet evaluation") as tmp:
+        files = write_evaluation(scored, tmp)
+    click.echo(summary(scored.report), nl=False)
+    click.echo(f"wrote {folder}/ ({', '.join(files)})", err=True)
 
 
 @main.command()

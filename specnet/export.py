@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .artifact import FILES, INPUT_NAME, Artifact, metadata_props, output_name
+from .artifact import FILES, INPUT_NAME, OWNED_FILES, Artifact, metadata_props, output_name
 from .errors import ExportError
 from .io import atomic_dir, finite, strict_json
 from .spec.schema import Spec
@@ -218,6 +218,12 @@ def _target_names(spec: Spec, width: int) -> list[str]:
     return ["value"] if width == 1 else [f"value_{i}" for i in range(width)]
 
 
+def _target_column(spec: Spec) -> str:
+    """The target column's name in the training data ('target' for a built-in set)."""
+    target = getattr(spec.data, "target", None)
+    return target if isinstance(target, str) else "target"
+
+
 @dataclass
 class Exported:
     """Where an export went and what its verification said."""
@@ -260,7 +266,7 @@ def export_model(spec: Spec, net: nn.Module, prepared: Prepared, out: str | Path
     input_shape = tuple(int(d) for d in prepared.input_shape)
     data = verification_data(prepared, spec.seed)
     first = next(iter(data.values()))
-    with atomic_dir(out, FILES.values(), "a specnet export") as tmp:
+    with atomic_dir(out, OWNED_FILES, "a specnet export") as tmp:
         proto = to_onnx(wrapper, input_shape, opset=spec.export.opset, task=spec.task,
                         example=first)
         run_onnx = onnx_reference(proto.SerializeToString())
@@ -274,6 +280,7 @@ def export_model(spec: Spec, net: nn.Module, prepared: Prepared, out: str | Path
             feature_names=list(prepared.feature_names), class_labels=prepared.class_labels,
             input_shape=input_shape, output_shape=out_shape, output_name=output_name(spec.task),
             target_names=_target_names(spec, width) if spec.task == "regression" else [],
+            target=_target_column(spec),
             spec_text=dump_resolved(spec, "yaml", portable=True), spec_sha256=spec_hash(spec),
             verification=finite(report), versions=versions(),
             metrics=finite((metrics or {}).get("test", {})))
@@ -283,6 +290,10 @@ def export_model(spec: Spec, net: nn.Module, prepared: Prepared, out: str | Path
         if not np.array_equal(onnx_reference(final)(first[:7]), probe):
             raise ExportError("the model changed while its metadata was written")
         _write_folder(tmp, final, spec, net, prepared, report, metrics, history, run_dir)
+        if "test" in data:  # evaluation.json and its figures, from the final model's outputs
+            from .evaluate import write_split_evaluation
+
+            write_split_evaluation(tmp, art, onnx_reference(final)(data["test"]), prepared)
         files = sorted(p.name for p in tmp.iterdir())
     return Exported(out, out / FILES["model"], art, report, files)
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,46 @@ from .runtime import (
 )
 
 FORMATS = ("csv", "json", "npy")
+NPY_MAGIC = b"\x93NUMPY"
+
+
+@dataclass
+class Input:
+    """An input file, read once: its name for messages, its format and its content.
+
+    text: the CSV / JSON text (byte order mark removed). data: NPY bytes read from stdin.
+    An NPY file is left on disk (`path`) and loaded when its rows are asked for.
+    """
+
+    path: str
+    kind: str
+    text: str = ""
+    data: bytes = b""
+
+    @property
+    def name(self) -> str:
+        """The path, or '<stdin>'."""
+        return "<stdin>" if self.path == "-" else self.path
+
+
+def sniff(data: bytes) -> str:
+    """The format of stdin, from its content: NPY (magic bytes), JSON ('[' or '{' first),
+    else CSV."""
+    if data.startswith(NPY_MAGIC):
+        return "npy"
+    start = data.removeprefix(b"\xef\xbb\xbf").lstrip()[:1]
+    if not start:
+        raise ModelInputError("no input on stdin")
+    return "json" if start in (b"[", b"{") else "csv"
 
 
 def input_format(path: str, given: str | None) -> str:
-    """The input format: `given`, or from the file's extension."""
+    """The input format: `given`, or from the file's extension ('-': from its content,
+    told by `sniff` once read: returns 'auto')."""
     if given:
         return given
+    if path == "-":
+        return "auto"
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix in FORMATS:
         return suffix
@@ -48,9 +83,12 @@ def input_format(path: str, given: str | None) -> str:
                           "or pass --input-format")
 
 
-def read_csv(art: Artifact, text: str,
-             note: Callable[[str], None] | None = None) -> np.ndarray:
-    """Rows (n, features) from CSV text with a header, columns matched by feature name."""
+def read_csv(art: Artifact, text: str, note: Callable[[str], None] | None = None,
+             expected: Collection[str] = ()) -> np.ndarray:
+    """Rows (n, features) from CSV text with a header, columns matched by feature name.
+
+    expected: other columns the caller uses (a target, ids): not noted as ignored.
+    """
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if header is None or not any(h.strip() for h in header):
@@ -68,7 +106,7 @@ def read_csv(art: Artifact, text: str,
         raise ModelInputError(f"missing column(s) {', '.join(map(repr, missing))}"
                               f"{hint}; the model needs {len(art.feature_names)} columns: "
                               f"{', '.join(map(repr, art.feature_names))}")
-    extra = [h for h in header if h not in art.feature_names]
+    extra = [h for h in header if h not in art.feature_names and h not in expected]
     if extra and note is not None:
         note(f"ignoring column(s) the model does not use: {', '.join(map(repr, extra))}")
     index = [header.index(f) for f in art.feature_names]
@@ -122,33 +160,65 @@ def read_input(art: Artifact, path: str, fmt: str | None = None,
 
     Raises ModelInputError naming the file, the row and the column of the first problem.
     """
+    return input_rows(art, load_input(path, fmt), note)
+
+
+def load_input(path: str, fmt: str | None = None) -> Input:
+    """Read the file `path` ('-': stdin, its format told by its content) once.
+
+    Raises ModelInputError naming the file when it cannot be read.
+    """
     try:
-        return _read(art, path, input_format(path, fmt), note)
+        kind = input_format(path, fmt)
+        if path != "-":
+            if kind == "npy":
+                return Input(path, kind)
+            data = Path(path).read_bytes()
+        else:
+            stdin = getattr(sys.stdin, "buffer", None)
+            data = stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8")
+            if kind == "auto":
+                kind = sniff(data)
+            if kind == "npy":
+                return Input(path, kind, data=data)
+        text = data.decode("utf-8")
     except ModelInputError as exc:
         raise ModelInputError(f"{'<stdin>' if path == '-' else path}: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelInputError(f"{'<stdin>' if path == '-' else path}: cannot read it: "
+                              f"{exc}") from None
+    # A byte order mark (Excel's "CSV UTF-8" writes one).
+    return Input(path, kind, text=text.removeprefix("\ufeff"))
 
 
-def _read(art: Artifact, path: str, kind: str,
-          note: Callable[[str], None] | None) -> np.ndarray:
-    if kind == "npy":
-        if path == "-":
-            raise ModelInputError("NPY input cannot come from stdin; give a file")
+def input_rows(art: Artifact, src: Input, note: Callable[[str], None] | None = None,
+               expected: Collection[str] = ()) -> np.ndarray:
+    """Checked model input (n, *input_shape) float32 from a loaded input.
+
+    expected: columns besides the features that the caller uses (not noted as ignored).
+    Raises ModelInputError naming the file, the row and the column of the first problem.
+    """
+    try:
+        return _read(art, src, note, expected)
+    except ModelInputError as exc:
+        raise ModelInputError(f"{src.name}: {exc}") from None
+
+
+def _read(art: Artifact, src: Input, note: Callable[[str], None] | None,
+          expected: Collection[str]) -> np.ndarray:
+    if src.kind == "npy":
         try:
-            X = np.load(path, allow_pickle=False)
+            X = np.load(io.BytesIO(src.data) if src.path == "-" else src.path,
+                        allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise ModelInputError(f"not a readable .npy array ({exc})") from None
         if not isinstance(X, np.ndarray):
             raise ModelInputError("expected one array (.npy), got an archive")
         return check_array(art, X)
+    if src.kind == "csv":
+        return check_array(art, read_csv(art, src.text, note, expected))
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelInputError(f"cannot read it: {exc}") from None
-    text = text.removeprefix("\ufeff")  # a byte order mark (Excel's "CSV UTF-8" writes one)
-    if kind == "csv":
-        return check_array(art, read_csv(art, text, note))
-    try:
-        data = loads(text)
+        data = loads(src.text)
     except ValueError as exc:
         raise ModelInputError(f"malformed JSON: {exc}") from None
     return read_json(art, data)
@@ -158,31 +228,76 @@ def _num(v: Any) -> str:
     return str(np.float32(v))
 
 
-def to_csv(result: dict[str, Any]) -> str:
-    """Predictions as CSV text: label + prob_<class> columns, or one column per target."""
+def to_csv(result: dict[str, Any], kept: dict[str, list[Any]] | None = None) -> str:
+    """Predictions as CSV text: the `kept` input columns first (ids), then label +
+    prob_<class> columns, or one column per target."""
+    kept = kept or {}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     if "values" in result:
         names = result["target_names"] or [f"value_{i}" for i in
                                           range(result["values"].shape[1])]
-        w.writerow(names)
-        w.writerows([_num(v) for v in row] for row in result["values"])
+        body = [[_num(v) for v in row] for row in result["values"]]
     else:
-        w.writerow(["label", *(f"prob_{c}" for c in result["class_labels"])])
-        w.writerows([label, *(_num(v) for v in row)]
-                    for label, row in zip(result["labels"], result["probabilities"],
-                                          strict=True))
+        names = ["label", *(f"prob_{c}" for c in result["class_labels"])]
+        body = [[label, *(_num(v) for v in row)]
+                for label, row in zip(result["labels"], result["probabilities"], strict=True)]
+    clash = [n for n in kept if n in names]
+    if clash:
+        raise ModelInputError(f"passed-through column(s) {', '.join(map(repr, clash))} would "
+                              "clash with the output column(s) of the same name; rename them "
+                              "in the input")
+    w.writerow([*kept, *names])
+    columns = [["" if v is None else str(v) for v in values] for values in kept.values()]
+    w.writerows([*(c[i] for c in columns), *row] for i, row in enumerate(body))
     return buf.getvalue()
+
+
+def check_threshold(art: Artifact, threshold: float | None) -> float:
+    """The decision threshold on P(class 1) for `art`: 0.5 unless given; given, it must be
+    in [0, 1] and the model binary."""
+    if threshold is None:
+        return 0.5
+    if art.task != "binary":
+        raise ModelInputError(f"--threshold applies to binary models only; {art.name!r} is a "
+                              f"{art.task} model")
+    if not 0.0 <= threshold <= 1.0:
+        raise ModelInputError(f"--threshold must be between 0 and 1, got {threshold}")
+    return float(threshold)
 
 
 def predict_file(model: str | Path, path: str, *, input_fmt: str | None = None,
                  output_fmt: str = "csv",
-                 note: Callable[[str], None] | None = None) -> tuple[Artifact, str]:
-    """Run `model` on the rows in `path`; returns the artifact and the output text."""
+                 note: Callable[[str], None] | None = None, threshold: float | None = None,
+                 keep: Collection[str] = ()) -> tuple[Artifact, str]:
+    """Run `model` on the rows in `path` ('-': stdin); returns the artifact and the output
+    text.
+
+    The model's id columns (role 'id' in its `specnet.columns` metadata) that the input
+    holds, and the `keep` columns, lead the output in input order. threshold: binary
+    models only, P(class 1) above it is class 1 (default 0.5).
+    """
+    from .passthrough import id_columns, passed_through, read_columns
+
     runtime = Runtime(model)
     art = runtime.artifact
-    X = read_input(art, path, input_fmt, note)
-    result = predictions(art, runtime.run(X))
+    cut = check_threshold(art, threshold)
+    src = load_input(path, input_fmt)
+    try:
+        pass_names = passed_through(src, id_columns(runtime.metadata), list(keep))
+    except ModelInputError as exc:
+        raise ModelInputError(f"{src.name}: {exc}") from None
+    X = input_rows(art, src, note, expected=pass_names)
+    result = predictions(art, runtime.run(X), cut)
+    try:
+        kept = read_columns(src, pass_names, "to pass through")
+        n = len(result["values"] if "values" in result else result["labels"])
+        if any(len(v) != n for v in kept.values()):
+            raise ModelInputError(f"the passed-through columns have {len(kept[pass_names[0]])} "
+                                  f"rows, the model input {n}")
+    except ModelInputError as exc:
+        raise ModelInputError(f"{src.name}: {exc}") from None
     if output_fmt == "json":
-        return art, dumps({"model": art.name, **result}).decode() + "\n"
-    return art, to_csv(result)
+        extra = {"columns": kept} if kept else {}
+        return art, dumps({"model": art.name, **extra, **result}).decode() + "\n"
+    return art, to_csv(result, kept)

@@ -56,6 +56,8 @@ class Runtime:
         except Exception as exc:  # onnxruntime raises its own (unexported) error types
             raise SpecnetError(f"cannot load {self.path}: {str(exc).strip()}") from None
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.metadata: dict[str, str] = meta
+        """The model's metadata map as stored (`specnet.*` keys and any others)."""
         self.artifact: Artifact = from_metadata(self.path, meta)
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
@@ -181,11 +183,12 @@ def rows_from_records(art: Artifact, records: Any) -> np.ndarray:
 # ---------------------------------------------------------------- outputs
 
 
-def predictions(art: Artifact, out: np.ndarray) -> dict[str, Any]:
+def predictions(art: Artifact, out: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
     """Model outputs in user terms.
 
     classification / binary: {"labels": [n], "probabilities": (n, classes), "class_labels"}
-    (binary: the graph gives P(class 1); both columns are returned here).
+    (binary: the graph gives P(class 1); both columns are returned here, and the label is
+    class 1 when P(class 1) > threshold).
     regression: {"values": (n, targets), "target_names"}.
     """
     if art.task == "regression":
@@ -195,7 +198,7 @@ def predictions(art: Artifact, out: np.ndarray) -> dict[str, Any]:
     if art.task == "binary":
         p1 = out.reshape(-1)
         probs = np.stack([1.0 - p1, p1], axis=1).astype(np.float32)
-        idx = (p1 > 0.5).astype(np.int64)  # P > 0.5 <=> logit > 0
+        idx = (p1 > threshold).astype(np.int64)  # P > 0.5 <=> logit > 0
     else:
         probs = out
         idx = out.argmax(axis=1)

@@ -15,7 +15,7 @@ from _exports import exported, spec_data, torch_model, trained
 from click.testing import CliRunner
 from torch import nn
 
-from specnet.artifact import FILES
+from specnet.artifact import EVALUATION_PLOTS, FILES
 from specnet.cli import main
 from specnet.errors import ExportError, SpecnetError, VerificationError
 from specnet.export import export_model, export_run
@@ -52,7 +52,9 @@ def _raw_test_rows(name: str) -> np.ndarray:
 
 
 def test_build_writes_every_file_and_nothing_else(built: Path) -> None:
-    assert sorted(p.name for p in built.iterdir()) == sorted(FILES.values())
+    plots = [EVALUATION_PLOTS[k] for k in ("confusion_matrix", "roc", "precision_recall",
+                                           "calibration")]  # a classifier's figures
+    assert sorted(p.name for p in built.iterdir()) == sorted([*FILES.values(), *plots])
     leftovers = [p.name for p in built.parent.iterdir() if p.name.startswith(".")]
     assert leftovers == []
     history = (built / FILES["history"]).read_text().splitlines()
@@ -61,6 +63,11 @@ def test_build_writes_every_file_and_nothing_else(built: Path) -> None:
     assert (built / FILES["learning_curve"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((built / FILES["metrics"]).read_text())
     assert set(metrics["test"]) >= {"accuracy", "f1_macro"}
+    # The test split's evaluation (onnxruntime) agrees with the trainer's test metrics.
+    evaluation = json.loads((built / FILES["evaluation"]).read_text())
+    assert evaluation["data"] == "test split"
+    assert evaluation["metrics"]["accuracy"] == pytest.approx(metrics["test"]["accuracy"])
+    assert evaluation["metrics"]["f1_macro"] == pytest.approx(metrics["test"]["f1_macro"])
     report = json.loads((built / FILES["verification"]).read_text())
     assert report["passed"] is True and report["batch_sizes"] == [1, 2, 7, 1024]
 

@@ -191,3 +191,127 @@ print("imported:", heavy)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "imported: []"
     assert (tmp_path / "o.csv").read_text().startswith("label,")
+
+
+# ---------------------------------------------------------------- stdin, ids, threshold
+
+
+def _csv_text(names: list[str], rows: list[list[float]], extra: dict[str, list[str]] | None
+              = None) -> str:
+    extra = extra or {}
+    lines = [",".join([*extra, *(f'"{n}"' for n in names)])]
+    lines += [",".join([*(v[i] for v in extra.values()), *map(str, r)])
+              for i, r in enumerate(rows)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("kind", ["csv", "json-records", "json-rows", "npy"])
+def test_stdin_format_is_told_by_its_content(kind: str, iris: Path, names: list[str],
+                                             expected: np.ndarray) -> None:
+    if kind == "npy":
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(ROWS, np.float32))
+        stdin: str | bytes = buf.getvalue()
+    elif kind == "csv":
+        stdin = _csv_text(names, ROWS)
+    elif kind == "json-records":
+        stdin = "\n  " + json.dumps([dict(zip(names, r, strict=True)) for r in ROWS])
+    else:
+        stdin = json.dumps({"rows": ROWS})
+    result = CliRunner().invoke(main, ["predict", str(iris), "-"], input=stdin)
+    assert result.exit_code == 0, result.stderr
+    np.testing.assert_allclose(_probs_from_csv(result.stdout)[1], expected, rtol=1e-6)
+
+
+def test_empty_stdin_is_a_clear_error(iris: Path) -> None:
+    code, out, err = _run(str(iris), "-", stdin="  \n")
+    assert code == 1 and out == "" and err == "error: <stdin>: no input on stdin\n"
+
+
+def test_keep_passes_columns_through_first_in_input_order(iris: Path, names: list[str],
+                                                          expected: np.ndarray) -> None:
+    text = _csv_text(names, ROWS, {"order": ["b", "a", "c"], "shop": ["x", "", "z"]})
+    code, out, err = _run(str(iris), "-", "--keep", "shop", "--keep", "order", stdin=text)
+    assert code == 0, err
+    assert "note" not in err  # kept columns are not 'ignored'
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0][:3] == ["order", "shop", "label"]  # the input's order, not the option's
+    assert [r[:2] for r in rows[1:]] == [["b", "x"], ["a", ""], ["c", "z"]]
+    np.testing.assert_allclose(np.asarray([r[3:] for r in rows[1:]], np.float32), expected,
+                               rtol=1e-6)
+    # JSON records in, JSON out: the kept values as given.
+    records = [{"id": i * 10, **dict(zip(names, r, strict=True))} for i, r in enumerate(ROWS)]
+    code, out, err = _run(str(iris), "-", "--keep", "id", "-f", "json",
+                          stdin=json.dumps(records))
+    assert code == 0, err
+    result = json.loads(out)
+    assert list(result)[:2] == ["model", "columns"] and result["columns"] == {"id": [0, 10, 20]}
+
+
+@pytest.mark.parametrize(("args", "stdin", "message"), [
+    (["--keep", "Shop"], "shop,a\n1,2\n", "missing column 'Shop' (--keep) (did you mean 'shop'?)"),
+    (["--keep", "id"], json.dumps({"rows": ROWS}), "JSON rows name no columns, so 'id' "
+                                                   "(--keep) cannot be read"),
+    (["--keep", "label"], None, "passed-through column(s) 'label' would clash"),
+], ids=["missing", "json-rows", "clash"])
+def test_keep_errors(iris: Path, names: list[str], args: list[str], stdin: str | None,
+                     message: str) -> None:
+    text = stdin or _csv_text(names, ROWS, {"label": ["a", "b", "c"]})
+    code, out, err = _run(str(iris), "-", *args, stdin=text)
+    assert code == 1 and out == "" and message in err, err
+
+
+def test_id_columns_of_the_metadata_lead_the_output(iris: Path, tmp_path: Path,
+                                                    names: list[str],
+                                                    expected: np.ndarray) -> None:
+    import onnx
+
+    model = onnx.load(str(iris / "model.onnx"))
+    columns = [{"name": "customer_id", "type": "categorical", "role": "id", "categories": []},
+               *({"name": n, "type": "numeric", "role": "feature", "categories": None}
+                 for n in names)]
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                        "specnet.columns": json.dumps(columns)})
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    text = _csv_text(names, ROWS, {"region": ["n", "s", "e"], "customer_id": ["C2", "C0", "C1"]})
+    code, out, err = _run(str(tmp_path / "m.onnx"), "-", stdin=text)
+    assert code == 0, err
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0][:2] == ["customer_id", "label"]
+    assert [r[0] for r in rows[1:]] == ["C2", "C0", "C1"]
+    assert "ignoring column(s) the model does not use: 'region'" in err
+    # An id column the input lacks is no error: there is nothing to pass through.
+    code, out, err = _run(str(tmp_path / "m.onnx"), "-", stdin=_csv_text(names, ROWS))
+    assert code == 0 and out.startswith("label,"), err
+
+
+def test_threshold_moves_the_binary_decision(tmp_path_factory: pytest.TempPathFactory) -> None:
+    model = exported("moons", tmp_path_factory)
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-1.5, 2.5, (200, 2)).astype(np.float32)
+    p1 = Runtime(model, threads=1).run(X)
+    body = json.dumps({"rows": X.tolist()})
+    for threshold in ("0", "0.2", "0.5", "0.8", "1"):
+        args = ["--threshold", threshold] if threshold != "0.5" else []
+        code, out, err = _run(str(model), "-", *args, stdin=body)
+        assert code == 0, err
+        labels = [r[0] for r in list(csv.reader(io.StringIO(out)))[1:]]
+        assert labels == ["1" if p > float(threshold) else "0" for p in p1], threshold
+    assert int(np.sum(p1 > 0.2)) > int(np.sum(p1 > 0.8))  # the cut changed something
+
+
+@pytest.mark.parametrize(("threshold", "code", "message"), [
+    ("1.5", 2, "1.5 is not in the range 0.0<=x<=1.0"),
+    ("-0.1", 2, "-0.1 is not in the range 0.0<=x<=1.0"),
+], ids=["above", "below"])
+def test_threshold_outside_0_1_is_refused(iris: Path, threshold: str, code: int,
+                                          message: str) -> None:
+    got, _, err = _run(str(iris), "-", "--threshold", threshold, stdin="[[1, 2, 3, 4]]")
+    assert got == code and message in err, err
+
+
+def test_threshold_is_refused_for_a_multiclass_model(iris: Path) -> None:
+    code, out, err = _run(str(iris), "-", "--threshold", "0.3", stdin=json.dumps([ROWS[0]]))
+    assert code == 1 and out == ""
+    assert err == ("error: --threshold applies to binary models only; 'iris' is a "
+                   "classification model\n")

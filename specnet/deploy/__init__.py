@@ -22,12 +22,14 @@ TARGETS = ("triton", "kserve", "mlflow")
 
 @dataclass(frozen=True)
 class Deployed:
-    """What `export_target` wrote: the target, its folder, its files, how it was checked."""
+    """What `export_target` wrote: the target, its folder, its files, how it was checked,
+    and why the model does not count as verified (None when it does)."""
 
     target: str
     folder: Path
     files: list[str]
     checked: str
+    warning: str | None = None
 
 
 CHECKS = {
@@ -66,4 +68,5 @@ def export_target(model: str | Path, target: str, out: str | Path, *,
         folder, files = export_mlflow(runtime, out)
     else:
         raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
-    return Deployed(target, folder, files, CHECKS[target])
+    return Deployed(target, folder, files, CHECKS[target],
+                    runtime.artifact.verification_problem())

@@ -14,6 +14,7 @@ Needs the `mlflow` extra (mlflow-skinny, onnx, pandas); torch-free.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,12 @@ CHECK_ROWS = 16
 
 def _imports() -> tuple[Any, Any, Any]:
     try:
-        import mlflow.onnx
-        import mlflow.pyfunc
+        with warnings.catch_warnings():
+            # mlflow 3.x warns about its own type hints while importing pyfunc; nothing a
+            # specnet user can act on
+            warnings.simplefilter("ignore", UserWarning)
+            import mlflow.onnx
+            import mlflow.pyfunc
         import onnx
     except ImportError as exc:
         raise SpecnetError(f"the MLflow target needs mlflow, onnx and pandas ({exc.name} is "

@@ -167,6 +167,15 @@ def _file_proto() -> Any:
     return file
 
 
+def text_format() -> Any:
+    """protobuf's text_format module (the config.pbtxt codec); SpecnetError without it."""
+    try:
+        from google.protobuf import text_format as module
+    except ImportError:
+        raise SpecnetError("protobuf is not installed: pip install 'specnet[grpc]'") from None
+    return module
+
+
 class _Messages:
     """Message classes by short name (`M.ModelInferRequest`), built on first use."""
 

@@ -118,14 +118,13 @@ def check_config(text: str, runtime: Runtime, config_class: Any = None) -> Any:
     """Parse config.pbtxt text with model_config.proto (`config_class`, default specnet's
     copy of `inference.ModelConfig`) and match it against the model; SpecnetError listing
     every mismatch. Returns the parsed message."""
-    from google.protobuf import text_format
-
-    from ..inference_proto import M
+    from ..inference_proto import M, text_format
 
     cls = config_class or M.ModelConfig
+    codec = text_format()
     try:
-        config = text_format.Parse(text, cls())
-    except text_format.ParseError as exc:
+        config = codec.Parse(text, cls())
+    except codec.ParseError as exc:
         raise SpecnetError(f"{CONFIG_FILE} does not parse as a Triton ModelConfig: {exc}") from None
     enum = cls.DESCRIPTOR.fields_by_name["input"].message_type.fields_by_name[
         "data_type"].enum_type
@@ -162,10 +161,10 @@ def check_name(name: str) -> str:
 def write_model(runtime: Runtime, folder: Path, *, max_batch_size: int) -> list[str]:
     """Write one Triton model folder (config, version 1, labels) into the empty `folder`
     and check it; the files written, relative to `folder`."""
-    from google.protobuf import text_format
+    from ..inference_proto import text_format
 
     config = model_config(runtime, max_batch_size=max_batch_size, labels=True)
-    text = text_format.MessageToString(config)
+    text = text_format().MessageToString(config)
     (folder / VERSION).mkdir()
     model = folder / VERSION / "model.onnx"
     shutil.copyfile(runtime.path, model)

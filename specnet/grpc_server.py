@@ -215,7 +215,7 @@ class InferenceService:
         """ModelMetadata: inputs and outputs with datatypes and shapes (-1: any rows)."""
         runtime = self._model(request.name, request.version)
         art = runtime.artifact
-        meta = self.M.ModelMetadataResponse(name=art.name, versions=["1"],
+        meta = self.M.ModelMetadataResponse(name=request.name, versions=["1"],
                                             platform="onnxruntime_onnx")
         meta.inputs.add(name=art.input_name, datatype="FP32", shape=[-1, *art.input_shape])
         meta.outputs.add(name=art.output_name, datatype="FP32",
@@ -227,8 +227,9 @@ class InferenceService:
         from .deploy.triton import model_config
 
         runtime = self._model(request.name, request.version)
-        return self.M.ModelConfigResponse(config=model_config(
-            runtime, max_batch_size=self.limits.max_rows))
+        config = model_config(runtime, max_batch_size=self.limits.max_rows)
+        config.name = request.name
+        return self.M.ModelConfigResponse(config=config)
 
     def model_infer(self, request: Any) -> Any:
         """ModelInfer: one input tensor in, the model's output in raw_output_contents."""
@@ -240,7 +241,7 @@ class InferenceService:
                      f"{art.output_name!r}")
         X = decode_input(runtime, request, self.limits)
         out = runtime.run(X)
-        answer = self.M.ModelInferResponse(model_name=art.name, model_version="1",
+        answer = self.M.ModelInferResponse(model_name=request.model_name, model_version="1",
                                            id=request.id)
         answer.outputs.add(name=art.output_name, datatype="FP32", shape=list(out.shape))
         answer.raw_output_contents.append(out.astype("<f4", copy=False).tobytes())
@@ -331,16 +332,38 @@ def start(models: Mapping[str, Runtime], *, host: str = "127.0.0.1", port: int =
     return GrpcServer(server, host, bound)
 
 
+def open_models(model: str | Path, *, threads: int | None = None,
+                allow_unverified: bool = False) -> dict[str, Runtime]:
+    """name -> Runtime of an exported model (folder or model.onnx), or of every model in a
+    Triton model repository (`specnet export MODEL --target triton -o DIR`). An unverified
+    model is refused unless `allow_unverified`, as `specnet serve` does."""
+    from .deploy.triton import is_repository, repository_models
+
+    path = Path(model)
+    paths = repository_models(path) if is_repository(path) else {"": path}
+    models: dict[str, Runtime] = {}
+    for folder, file in paths.items():
+        runtime = Runtime(file, threads=threads)
+        name = folder or runtime.artifact.name  # a repository serves its folder names
+        problem = runtime.artifact.verification_problem()
+        if problem and not allow_unverified:
+            raise SpecnetError(f"refusing to serve: {problem}; rebuild it with `specnet build` "
+                               "/ `specnet export`, or pass --allow-unverified to serve it "
+                               "anyway")
+        models[name] = runtime
+    return models
+
+
 def serve_model(model: str | Path | Runtime, *, host: str = "127.0.0.1", port: int = 0,
                 threads: int | None = None, limits: GrpcLimits | None = None,
                 allow_unverified: bool = False) -> GrpcServer:
-    """Open an exported model (refusing an unverified one unless `allow_unverified`, as
-    `specnet serve` does) and `start` serving it."""
+    """Open an exported model or a Triton model repository of several (`open_models`) and
+    `start` serving it."""
     _grpc()  # a missing extra is reported before the model is opened
-    runtime = model if isinstance(model, Runtime) else Runtime(model, threads=threads)
-    problem = runtime.artifact.verification_problem()
-    if problem and not allow_unverified:
-        raise SpecnetError(f"refusing to serve: {problem}; rebuild it with `specnet build` / "
-                           "`specnet export`, or pass --allow-unverified to serve it anyway")
-    return start({runtime.artifact.name: runtime}, host=host, port=port, limits=limits,
-                 version=runtime.artifact.versions.get("specnet", ""))
+    if isinstance(model, Runtime):
+        models = {model.artifact.name: model}
+    else:
+        models = open_models(model, threads=threads, allow_unverified=allow_unverified)
+    from . import __version__
+
+    return start(models, host=host, port=port, limits=limits, version=__version__)

@@ -256,3 +256,26 @@ def test_missing_grpc_extra_names_the_install_command(
     result = runner.invoke(main, ["serve", str(iris), "--grpc-port", "0"])
     assert result.exit_code == 1
     assert "pip install 'specnet[grpc]'" in result.stderr
+
+
+def test_serves_a_triton_repository_of_several_models(
+        runner: CliRunner, tmp_path: Path, iris: Path, runtime: Runtime,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    moons = exported("moons", tmp_path_factory)
+    repo = tmp_path / "repo"
+    for model in (iris, moons):
+        assert runner.invoke(main, ["export", str(model), "--target", "triton",
+                                    "-o", str(repo)]).exit_code == 0
+    srv = serve_model(repo, port=0, threads=1)
+    try:
+        with tg.InferenceServerClient(f"127.0.0.1:{srv.port}") as c:
+            assert c.is_model_ready("iris") and c.is_model_ready("moons")
+            assert c.get_model_config("moons").config.output[0].dims == [1]
+            for name, rows, want in (("iris", ROWS, runtime.run(ROWS)),
+                                     ("moons", ROWS[:, :2], Runtime(moons).run(ROWS[:, :2]))):
+                tensor = tg.InferInput("input", list(rows.shape), "FP32")
+                tensor.set_data_from_numpy(np.ascontiguousarray(rows))
+                got = c.infer(name, [tensor]).as_numpy("probabilities")
+                np.testing.assert_array_equal(got, want)
+    finally:
+        srv.stop(grace=1)

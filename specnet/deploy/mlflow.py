@@ -79,7 +79,10 @@ def export_mlflow(runtime: Runtime, out: Path) -> tuple[Path, list[str]]:
         try:
             mlflow_onnx.save_model(model, str(tmp), signature=signature, metadata=metadata,
                                    onnx_execution_providers=["CPUExecutionProvider"],
-                                   save_as_external_data=False)
+                                   save_as_external_data=False,
+                                   # given, so mlflow does not infer them by loading the
+                                   # model in a subprocess (seconds)
+                                   pip_requirements=mlflow_onnx.get_default_pip_requirements())
         except Exception as exc:  # mlflow raises MlflowException and others
             raise SpecnetError(f"mlflow could not save the model: {exc}") from None
         loaded = pyfunc.load_model(str(tmp))

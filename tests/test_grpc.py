@@ -279,3 +279,26 @@ def test_serves_a_triton_repository_of_several_models(
                 np.testing.assert_array_equal(got, want)
     finally:
         srv.stop(grace=1)
+
+
+def test_calls_past_the_concurrency_limit_are_refused_at_once(iris: Path) -> None:
+    srv = serve_model(iris, port=0, threads=1, limits=GrpcLimits(threads=1, max_concurrent=1))
+    rows = np.tile(ROWS, (3000, 1))  # 9,000 rows: each call takes a while
+    request = _request("FP32", rows, None, raw_input_contents=[])
+    request.raw_input_contents.append(rows.tobytes())
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as channel:
+            call = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+            pending = [call.future(request, timeout=60) for _ in range(16)]
+            codes = []
+            for f in pending:
+                try:
+                    f.result()
+                    codes.append("OK")
+                except grpc.RpcError as exc:
+                    codes.append(exc.code().name)
+                    assert "Concurrent RPC limit exceeded" in (exc.details() or "")
+            assert set(codes) == {"OK", "RESOURCE_EXHAUSTED"}, codes
+            assert call(request, timeout=60).outputs[0].shape == [len(rows), 3]
+    finally:
+        srv.stop(grace=1)

@@ -340,22 +340,45 @@ def _echo_export(exported: Any) -> None:
 
 
 @main.command(name="export")
-@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.argument("run_dir", metavar="RUN|MODEL", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Artifact folder [default: exports/<name>].")
+              help="Artifact folder [default: exports/<name>]; with --target, the "
+                   "target's folder (required).")
+@click.option("--target", type=click.Choice(["triton", "kserve", "mlflow"]), default=None,
+              help="Write the exported MODEL (folder or model.onnx) for this platform.")
+@click.option("--max-batch-size", type=click.IntRange(min=1), default=None,
+              help="triton/kserve: Triton's max_batch_size [default: 1024].")
+@click.option("--storage-uri", default=None,
+              help="kserve: where DIR/repository/ will be uploaded (s3://..., gs://..., "
+                   "pvc://...), written as the manifest's storageUri.")
 @handle_errors
-def export_cmd(run_dir: Path, output: Path | None) -> None:
-    """Export a trained run folder to ONNX and verify it against torch.
+def export_cmd(run_dir: Path, output: Path | None, target: str | None,
+               max_batch_size: int | None, storage_uri: str | None) -> None:
+    """Export a trained run folder to ONNX and verify it against torch; or, with
+    --target, hand an exported MODEL to Triton, KServe or MLflow.
 
     Writes model.onnx (preprocessing and output head inside, metadata inside),
     weights.safetensors, spec.yaml, preprocessing.json, metrics.json, history.csv,
     learning_curve.png and verification.json. The folder appears complete or not at
     all. Exit code 3 when onnxruntime and torch disagree beyond the spec's tolerance.
 
+    With --target (torch-free; the result is checked with the platform's own parser or
+    loader): triton adds DIR/<name>/ (config.pbtxt, 1/model.onnx) to the model
+    repository DIR; kserve writes DIR/inferenceservice.yaml and DIR/repository/; mlflow
+    writes the MLflow model DIR (onnx flavor; needs specnet[mlflow]).
+
     \b
-    Example:
+    Examples:
       specnet train specs/iris.yaml && specnet export runs/iris
+      specnet export exports/iris --target triton -o model_repository
+      specnet export exports/iris --target kserve -o deploy/iris --storage-uri s3://b/iris
     """
+    if (target is not None or max_batch_size is not None or storage_uri is not None
+            or (run_dir.suffix == ".onnx" and run_dir.is_file())):
+        from .deploy.cli import export_target_cmd
+
+        export_target_cmd(run_dir, target, output, max_batch_size, storage_uri)
+        return
     from .export import export_run
     from .trainer import load_run
 
@@ -524,14 +547,17 @@ def evaluate(model: Path, data_path: str, output: Path | None, target: tuple[str
               show_default=True, help="Largest request body in MiB (larger: 413).")
 @click.option("--allow-unverified", is_flag=True,
               help="Serve a model whose verification is missing or failed.")
+@click.option("--grpc-port", type=click.IntRange(0, 65535), default=None,
+              help="Also serve the Open Inference Protocol over gRPC on this port "
+                   "(needs specnet[grpc]).")
 @click.option("--access-log", is_flag=True, help="Log every request.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info",
                                                 "debug"]), default="info",
               show_default=True)
 @handle_errors
 def serve(model: Path, host: str, port: int, workers: int, threads: int | None,
-          max_rows: int, max_body_mb: float, allow_unverified: bool, access_log: bool,
-          log_level: str) -> None:
+          max_rows: int, max_body_mb: float, allow_unverified: bool, grpc_port: int | None,
+          access_log: bool, log_level: str) -> None:
     """Serve an exported MODEL over HTTP (Open Inference Protocol v2 + /predict).
 
     Endpoints: /v2/health/live, /v2/health/ready, /v2/models/<name>[/ready|/infer],
@@ -551,8 +577,22 @@ def serve(model: Path, host: str, port: int, workers: int, threads: int | None,
         click.echo(f"warning: {workers} workers x {threads} threads exceeds the "
                    f"{available_cores()} available cores", err=True)
     limits = Limits(max_rows=max_rows, max_body_bytes=int(max_body_mb * 1024 * 1024))
-    run_server(model, host=host, port=port, workers=workers, threads=threads, limits=limits,
-               allow_unverified=allow_unverified, access_log=access_log, log_level=log_level)
+    grpc_server = None
+    if grpc_port is not None:
+        from .grpc_server import GrpcLimits, serve_model
+
+        grpc_server = serve_model(model, host=host, port=grpc_port, threads=threads,
+                                  allow_unverified=allow_unverified, limits=GrpcLimits(
+                                      max_rows=max_rows,
+                                      max_message_bytes=int(max_body_mb * 1024 * 1024)))
+        click.echo(f"gRPC (GRPCInferenceService) on {host}:{grpc_server.port}", err=True)
+    try:
+        run_server(model, host=host, port=port, workers=workers, threads=threads,
+                   limits=limits, allow_unverified=allow_unverified, access_log=access_log,
+                   log_level=log_level)
+    finally:
+        if grpc_server is not None:
+            grpc_server.stop()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -206,17 +206,24 @@ def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool) -> None:
 
 @main.command()
 @click.argument("spec", type=click.Path(path_type=Path))
-@click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Worker processes (0: one per core).")
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=None,
+              help="Worker processes (0: one per core) [default: 1]; with --backend ray, the "
+                   "most trainings at once [default: 0, as many as the cluster's CPUs hold].")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="torch threads per training (capped so jobs x threads <= cores).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: sweeps/<name>].")
 @click.option("--dry-run", is_flag=True, help="Validate and list the variants; train nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No per-variant progress lines.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="Where the trainings run: local processes, or Ray tasks "
+                                      "(pip install 'specnet[ray]'); same results.")
+@click.option("--address", default=None, metavar="ADDR",
+              help="With --backend ray: the cluster to join ('auto', 'HOST:6379', "
+                   "'ray://HOST:10001') [default: start a local Ray].")
 @handle_errors
-def sweep(spec: Path, jobs: int, threads: int, out: Path | None, dry_run: bool,
-          quiet: bool) -> None:
+def sweep(spec: Path, jobs: int | None, threads: int, out: Path | None, dry_run: bool,
+          quiet: bool, backend: str, address: str | None) -> None:
     """Train every variant of a sweep (grid, random search, cv, repeats) and compare them.
 
     SPEC is a spec with a `sweep:` section, or a file that `extends:` a base spec. Every
@@ -227,6 +234,7 @@ def sweep(spec: Path, jobs: int, threads: int, out: Path | None, dry_run: bool,
     Examples:
       specnet sweep specs/sweeps/optimizers_digits.yaml --jobs 2
       specnet sweep specs/sweeps/cv_tuning_iris.yaml --dry-run
+      specnet sweep specs/sweeps/optimizers_digits.yaml --backend ray
     """
     from .sweep import load_sweep, make_jobs, run_sweep
     from .sweep.report import check_out_dir
@@ -247,7 +255,10 @@ def sweep(spec: Path, jobs: int, threads: int, out: Path | None, dry_run: bool,
     folder = out if out is not None else Path("sweeps") / sw.name
     check_out_dir(folder)  # before training, not after
     progress = None if quiet else (lambda line: click.echo(line, err=True))
-    result = run_sweep(sw, jobs=jobs, threads=threads, progress=progress)
+    if jobs is None:
+        jobs = 0 if backend == "ray" else 1
+    result = run_sweep(sw, jobs=jobs, threads=threads, progress=progress, backend=backend,
+                       address=address)
     click.echo(result.text_table())
     files = result.write(folder)
     click.echo(f"wrote {folder}/ ({', '.join(files)})", err=True)

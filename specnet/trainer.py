@@ -18,7 +18,7 @@ import random
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -468,13 +468,16 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
 
 
 def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume: bool = False,
-          quiet: bool = True, prepared: Prepared | None = None) -> Run:
+          quiet: bool = True, prepared: Prepared | None = None,
+          on_epoch: Callable[[dict[str, float]], bool] | None = None) -> Run:
     """Train the network of `spec` (a Spec or a spec file path) and return the Run.
 
     run_dir: where to write the run folder (spec.yaml, history.csv, metrics.json,
     learning_curve.png, weights.safetensors, preprocessing.json, checkpoints/); None writes
     nothing. resume: continue from the newest checkpoint in run_dir (starts fresh when there
     is none). prepared: already split and scaled data (from `prepare(spec)`), to skip loading.
+    on_epoch: called with each epoch's history row; True stops training there (as early
+    stopping does: the best weights are restored if asked), e.g. for a sweep scheduler.
     Raises TrainingError when training diverges or the device is missing.
     """
     run_path = Path(run_dir) if run_dir is not None else None
@@ -503,7 +506,7 @@ def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume:
         try:
             if note is not None:
                 progress.note(note)
-            _fit(trainer, progress, ckpt_dir)
+            _fit(trainer, progress, ckpt_dir, on_epoch)
         finally:
             progress.close()
         metrics = trainer.finish()
@@ -513,7 +516,8 @@ def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume:
     return run
 
 
-def _fit(trainer: _Trainer, progress: _Progress, ckpt_dir: Path | None) -> None:
+def _fit(trainer: _Trainer, progress: _Progress, ckpt_dir: Path | None,
+         on_epoch: Callable[[dict[str, float]], bool] | None = None) -> None:
     spec = trainer.spec
     every = spec.training.checkpoint_every
     found = ckpt.list_checkpoints(ckpt_dir) if ckpt_dir is not None else []
@@ -527,6 +531,8 @@ def _fit(trainer: _Trainer, progress: _Progress, ckpt_dir: Path | None) -> None:
                     row[what], spec, row["lr"], last_good))
         trainer.after_epoch(row)
         progress.epoch(row)
+        if on_epoch is not None and on_epoch(row) and not trainer.done:
+            trainer.stopped = True  # the caller's scheduler stops it here
         if ckpt_dir is not None and (trainer.epoch % every == 0 or trainer.done):
             last_good = ckpt.save(ckpt_dir, trainer.epoch, trainer.state())
     es = spec.training.early_stopping

@@ -23,7 +23,7 @@ from ..spec.load import Path_, Source, format_path, load_file
 from ..spec.schema import Spec
 from ..spec.validate import check, validate
 from .paths import PathError, deep_merge, parse_path, set_path
-from .section import Distribution, Override, RandomSearch, SweepSection, expand
+from .section import Distribution, Override, RandomSearch, Scheduler, SweepSection, expand
 
 _LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse")
 
@@ -118,6 +118,8 @@ def _section_issues(exc: ValidationError, src: Source) -> list[Issue]:
             owner: type[Strict] = SweepSection
             if loc[:1] == ("random",):
                 owner = Distribution if loc[1:2] == ("params",) else RandomSearch
+            elif loc[:1] == ("scheduler",):
+                owner = Scheduler
             names = [f.alias or n for n, f in owner.model_fields.items()]
             msg = f"unknown key {key!r}{did_you_mean(key, names)}; allowed: {', '.join(names)}"
         elif isinstance(err.get("input"), str | int | float | bool) and err["type"] != "missing":
@@ -256,6 +258,10 @@ def sweep_from_source(src: Source) -> Sweep:
     metric_names = [m for m in variants[0].spec.metric_names
                     if all(m in v.spec.metric_names for v in variants)]
     metric, mode = _ranking(section, variants, metric_names, src)
+    if section.scheduler is not None:
+        from .asha import check_scheduler
+
+        check_scheduler(section.scheduler, variants, metric_names, metric, src)
     return Sweep(name, src.file, section, variants, metric, mode, metric_names,
                  _group(warnings, len(points)))
 

@@ -70,8 +70,16 @@ def _gone(pids: set[int], within: float = 15.0) -> set[int]:
 def ray_session() -> Iterator[None]:
     """One local Ray with 2 CPUs for the module; afterwards none of its processes is left."""
     before = _ray_pids()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level="WARNING")
+    nice = os.environ.get("RAY_worker_niceness")
+    os.environ["RAY_worker_niceness"] = "0"  # as the Ray backend starts its own Ray
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level="WARNING")
+    finally:
+        if nice is None:
+            del os.environ["RAY_worker_niceness"]
+        else:
+            os.environ["RAY_worker_niceness"] = nice
     ours = _ray_pids() - before
     try:
         yield
@@ -192,7 +200,7 @@ def test_scheduler_is_validated_with_locations(base: Path, write_spec: Any) -> N
         load_sweep(bad_metric)
     bad_key = write_spec("extends: base.yaml\nsweep:\n  grid: {optimizer.lr: [0.1, 0.2]}\n"
                          "  scheduler: {type: asha, grace: 2}\n", "k.yaml")
-    with pytest.raises(SpecError, match="unknown key 'grace'.*grace_period"):
+    with pytest.raises(SpecError, match=r"unknown key 'grace'.*grace_period"):
         load_sweep(bad_key)
 
 

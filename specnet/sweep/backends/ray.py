@@ -18,8 +18,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -176,13 +177,30 @@ class RayBackend:
         return sorted(results, key=lambda r: r.key)
 
 
+@contextlib.contextmanager
+def _worker_niceness() -> Iterator[None]:
+    """Ray starts its workers at niceness 15 (RAY_worker_niceness): on a shared machine they
+    then get a fraction of the CPU that the local backend's processes get. The trainings are
+    the sweep's work, so a local Ray started here runs them at the driver's priority (0),
+    unless RAY_worker_niceness says otherwise. The raylet reads it once, at ray.init."""
+    key = "RAY_worker_niceness"
+    before = os.environ.get(key)
+    os.environ.setdefault(key, "0")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+
+
 def _init(ray: Any, address: str | None, threads: int) -> None:
     """Start a local Ray on this process's cores, or join the cluster at `address`."""
     quiet = {"include_dashboard": False, "logging_level": logging.WARNING,
              "log_to_driver": False, "configure_logging": True}
     try:
         if address is None:
-            ray.init(num_cpus=max(cores(), threads), **quiet)
+            with _worker_niceness():
+                ray.init(num_cpus=max(cores(), threads), **quiet)
         else:
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:

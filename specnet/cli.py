@@ -248,6 +248,11 @@ def sweep(spec: Path, jobs: int | None, threads: int, out: Path | None, dry_run:
                    f"({how}, {sw.section.repeats} seed(s)) = {len(make_jobs(sw))} trainings; "
                    f"ranked on {sw.metric.replace('test_', 'cv_') if sw.cv else sw.metric} "
                    f"({sw.mode})")
+        from .sweep.asha import plan_for
+
+        asha = plan_for(sw)
+        if asha is not None:
+            click.echo(f"early termination: {asha.describe()}")
         for v in sw.variants:
             settings = ", ".join(f"{k}={json.dumps(x)}" for k, x in v.settings.items())
             click.echo(f"  {v.name}: {settings or '(base spec)'}")

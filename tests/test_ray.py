@@ -21,6 +21,7 @@ from specnet.errors import SpecError, SpecnetError
 from specnet.sweep import load_sweep, run_sweep
 from specnet.sweep.asha import AshaPlan, Rungs, milestones
 from specnet.sweep.backends import make_backend
+from specnet.sweep.backends.ray import _worker_niceness
 
 ray = pytest.importorskip("ray")
 
@@ -70,16 +71,9 @@ def _gone(pids: set[int], within: float = 15.0) -> set[int]:
 def ray_session() -> Iterator[None]:
     """One local Ray with 2 CPUs for the module; afterwards none of its processes is left."""
     before = _ray_pids()
-    nice = os.environ.get("RAY_worker_niceness")
-    os.environ["RAY_worker_niceness"] = "0"  # as the Ray backend starts its own Ray
-    try:
+    with _worker_niceness():  # workers at this process's priority, as the backend does
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
                  logging_level="WARNING")
-    finally:
-        if nice is None:
-            del os.environ["RAY_worker_niceness"]
-        else:
-            os.environ["RAY_worker_niceness"] = nice
     ours = _ray_pids() - before
     try:
         yield
@@ -147,6 +141,25 @@ def test_cli_sweep_on_ray_writes_the_same_files(base: Path, write_spec: Any, run
 
 
 # ---------------------------------------------------------------- asha
+
+
+def test_the_trainers_epoch_hook_sees_every_row_and_can_stop_it(base: Path,
+                                                                 one_torch_thread: None) -> None:
+    from specnet.spec.validate import load_spec
+    from specnet.trainer import train
+
+    spec = load_spec(base).spec
+    seen: list[dict[str, float]] = []
+    run = train(spec, on_epoch=lambda row: seen.append(row) or row["epoch"] >= 2)
+    assert [r["epoch"] for r in seen] == [1.0, 2.0] and seen == run.history
+    assert run.metrics["epochs_run"] == 2 and run.metrics["stopped_early"] is True
+    full = train(spec, on_epoch=lambda row: False)
+    assert full.metrics["epochs_run"] == 3
+
+    def strip(rows: list[dict[str, float]]) -> list[dict[str, float]]:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert strip(full.history[:2]) == strip(run.history)  # the hook changes nothing else
 
 
 @pytest.mark.parametrize(("reports", "stops"), [

@@ -38,6 +38,12 @@ class AshaPlan:
     milestones: tuple[int, ...]
     reduction_factor: float
 
+    def describe(self) -> str:
+        """One line for `specnet sweep --dry-run`."""
+        rungs = ", ".join(map(str, self.milestones)) or "none (max_t < grace_period)"
+        return (f"asha on {self.metric} ({self.mode}): rungs at epochs {rungs}; the best "
+                f"1/{self.reduction_factor:g} go on at each (Ray backend)")
+
 
 def history_columns(variants: list[Variant], metric_names: list[str]) -> list[str]:
     """The per-epoch history columns every variant writes (loss, <m>, val_loss, val_<m>)."""

@@ -224,6 +224,10 @@ def test_local_backend_refuses_a_scheduler_and_an_address(base: Path, write_spec
                                                          runner: Any) -> None:
     path = write_spec("extends: base.yaml\nsweep:\n  grid: {optimizer.lr: [0.1, 0.2]}\n"
                       "  scheduler: {type: asha}\n", "s.yaml")
+    dry = runner.invoke(main, ["sweep", str(path), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "early termination: asha on val_accuracy (max): rungs at epochs 1, 3; the best 1/3 " \
+           "go on at each" in dry.output  # 3 epochs
     res = runner.invoke(main, ["sweep", str(path), "-q"])
     assert res.exit_code == 1
     assert "error: sweep.scheduler (asha) stops trainings early on the Ray backend only: " \

@@ -203,10 +203,12 @@ def _init(ray: Any, address: str | None, threads: int) -> None:
                 ray.init(num_cpus=max(cores(), threads), **quiet)
         else:
             ray.init(address=address, **quiet)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"the Ray cluster at {address!r}" if address else "a local Ray"
+    except Exception as exc:  # Ray raises plain Exception too (a node that timed out)
+        with contextlib.suppress(Exception):
+            ray.shutdown()  # whatever part of a local Ray did start
+        where = f"join the Ray cluster at {address!r}" if address else "start a local Ray"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SpecnetError(f"cannot start {where}: {first}") from None
+        raise SpecnetError(f"cannot {where}: {first}") from None
 
 
 def _get(ray: Any, ref: Any, job: Job) -> JobResult:

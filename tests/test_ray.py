@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -41,8 +42,8 @@ training: {epochs: 3, batch_size: 32, metrics: [accuracy]}
 """
 
 
-def _ray_pids() -> set[int]:
-    """Processes of any local Ray (its GCS server and raylets)."""
+def _ray_pids(trials: bool = False) -> set[int]:
+    """Processes of any local Ray (its GCS server and raylets; and its training workers)."""
     found = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -51,7 +52,7 @@ def _ray_pids() -> set[int]:
             cmd = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"gcs_server" in cmd or b"/raylet" in cmd:
+        if b"gcs_server" in cmd or b"/raylet" in cmd or (trials and cmd.startswith(b"ray::trial")):
             found.add(int(entry.name))
     return found
 
@@ -256,16 +257,41 @@ def test_a_gpu_spec_on_a_cluster_without_gpus_is_a_clean_error(base: Path,
     assert ray.is_initialized()  # a Ray this call did not start is left running
 
 
-def test_cli_starts_its_own_ray_and_leaves_no_process(base: Path, write_spec: Any,
-                                                      tmp_path: Path) -> None:
-    path = write_spec("extends: base.yaml\nsweep:\n  grid: {optimizer.lr: [0.001, 0.05]}\n",
-                      "own.yaml")
+def test_ctrl_c_stops_a_sweep_and_its_own_ray_with_a_clean_error(base: Path, write_spec: Any,
+                                                                 tmp_path: Path) -> None:
+    """A CLI sweep starts its own Ray; Ctrl-C while trainings run: `error: interrupted`,
+    exit 130, no output folder, and none of that Ray's processes left."""
+    path = write_spec("extends: base.yaml\ntraining: {epochs: 5000}\nsweep:\n  grid: "
+                      "{optimizer.lr: [0.001, 0.01, 0.05]}\n", "long.yaml")
     before = _ray_pids()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "specnet.cli", "sweep", str(path), "-q",
-                           "--backend", "ray", "-o", str(tmp_path / "own")],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "on ray, " in proc.stdout
-    assert (tmp_path / "own" / "best.yaml").is_file()
-    assert not _gone(_ray_pids() - before), "the sweep left Ray processes behind"
+    proc = subprocess.Popen([sys.executable, "-m", "specnet.cli", "sweep", str(path), "-q",
+                             "--backend", "ray", "-o", str(tmp_path / "out")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        end = time.monotonic() + 240
+        while time.monotonic() < end and proc.poll() is None:
+            time.sleep(0.5)
+            if _training(_ray_pids(trials=True) - before):
+                break
+        assert proc.poll() is None, proc.communicate()[1]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "error: interrupted"
+    assert not (tmp_path / "out").exists()
+    assert not _gone(_ray_pids(trials=True) - before), "Ray processes left after Ctrl-C"
+
+
+def _training(pids: set[int]) -> bool:
+    """Whether one of `pids` is a Ray worker running a training task."""
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::trial"):
+                return True
+        except OSError:
+            continue
+    return False

@@ -276,18 +276,26 @@ def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool, log_every
 
 @main.command()
 @click.argument("spec", type=click.Path(path_type=Path))
-@click.option("-j", "--jobs", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Worker processes (0: one per core).")
+@click.option("-j", "--jobs", type=click.IntRange(min=0), default=None,
+              help="Worker processes (0: one per core) [default: 1]; with --backend ray, the "
+                   "most trainings at once [default: 0, as many as the cluster's CPUs hold].")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="torch threads per training (capped so jobs x threads <= cores).")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: sweeps/<name>].")
 @click.option("--dry-run", is_flag=True, help="Validate and list the variants; train nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No per-variant progress lines.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="Where the trainings run: local processes, or Ray tasks "
+                                      "(pip install 'specnet[ray]'); same results.")
+@click.option("--address", default=None, metavar="ADDR",
+              help="With --backend ray: the cluster to join ('auto', 'HOST:6379', "
+                   "'ray://HOST:10001') [default: start a local Ray].")
 @tracking_options
 @handle_errors
-def sweep(spec: Path, jobs: int, threads: int, out: Path | None, dry_run: bool,
-          quiet: bool, tensorboard: Path | None, mlflow_uri: str | None) -> None:
+def sweep(spec: Path, jobs: int | None, threads: int, out: Path | None, dry_run: bool,
+          quiet: bool, backend: str, address: str | None, tensorboard: Path | None,
+          mlflow_uri: str | None) -> None:
     """Train every variant of a sweep (grid, random search, cv, repeats) and compare them.
 
     SPEC is a spec with a `sweep:` section, or a file that `extends:` a base spec. Every
@@ -298,6 +306,7 @@ def sweep(spec: Path, jobs: int, threads: int, out: Path | None, dry_run: bool,
     Examples:
       specnet sweep specs/sweeps/optimizers_digits.yaml --jobs 2
       specnet sweep specs/sweeps/cv_tuning_iris.yaml --dry-run
+      specnet sweep specs/sweeps/optimizers_digits.yaml --backend ray
     """
     from .sweep import load_sweep, make_jobs, run_sweep
     from .sweep.report import check_out_dir
@@ -311,6 +320,11 @@ def sweep(spec: Path, jobs: int, threads: int, out: Path | None, dry_run: bool,
                    f"({how}, {sw.section.repeats} seed(s)) = {len(make_jobs(sw))} trainings; "
                    f"ranked on {sw.metric.replace('test_', 'cv_') if sw.cv else sw.metric} "
                    f"({sw.mode})")
+        from .sweep.asha import plan_for
+
+        asha = plan_for(sw)
+        if asha is not None:
+            click.echo(f"early termination: {asha.describe()}")
         for v in sw.variants:
             settings = ", ".join(f"{k}={json.dumps(x)}" for k, x in v.settings.items())
             click.echo(f"  {v.name}: {settings or '(base spec)'}")
@@ -318,12 +332,15 @@ def sweep(spec: Path, jobs: int, threads: int, out: Path | None, dry_run: bool,
     folder = out if out is not None else Path("sweeps") / sw.name
     check_out_dir(folder)  # before training, not after
     progress = None if quiet else (lambda line: click.echo(line, err=True))
+    if jobs is None:
+        jobs = 0 if backend == "ray" else 1
     params = {"sweep.file": sw.file, "sweep.metric": sw.metric, "sweep.mode": sw.mode,
               "sweep.cv": sw.cv, "sweep.repeats": sw.section.repeats,
-              "sweep.variants": len(sw.variants)}
+              "sweep.variants": len(sw.variants), "sweep.backend": backend}
     with _tracking(tensorboard, mlflow_uri, name=sw.name, run_name=sw.name,
                    params=params) as trackers:
-        result = run_sweep(sw, jobs=jobs, threads=threads, progress=progress)
+        result = run_sweep(sw, jobs=jobs, threads=threads, progress=progress,
+                           backend=backend, address=address)
         click.echo(result.text_table())
         files = result.write(folder)
         click.echo(f"wrote {folder}/ ({', '.join(files)})", err=True)

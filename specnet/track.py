@@ -35,8 +35,9 @@ _NOT_SCALARS = ("epoch", "seconds")
 class Callback(Protocol):
     """What `specnet.train` calls once per epoch."""
 
-    def on_epoch_end(self, row: Mapping[str, float]) -> None:
-        """row: the epoch's history row (epoch counts from 1)."""
+    def on_epoch_end(self, row: Mapping[str, float]) -> bool | None:
+        """row: the epoch's history row (epoch counts from 1). True stops the training
+        there, as early stopping would (a sweep scheduler's use); trackers return None."""
 
 
 class Tracker:

@@ -508,7 +508,8 @@ def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume:
     learning_curve.png, weights.safetensors, preprocessing.json, checkpoints/); None writes
     nothing. resume: continue from the newest checkpoint in run_dir (starts fresh when there
     is none). prepared: already split and scaled data (from `prepare(spec)`), to skip loading.
-    callbacks: each gets `on_epoch_end(row)` after every epoch (see specnet.track).
+    callbacks: each gets `on_epoch_end(row)` after every epoch (see specnet.track); one
+    that returns True stops training there, as early stopping does (a sweep scheduler).
     log_every: off a terminal, print a progress line every this many epochs (default:
     about 20 lines a run); on a terminal the bar shows every epoch.
     Raises TrainingError when training diverges or the device is missing.
@@ -565,7 +566,8 @@ def _fit(trainer: _Trainer, progress: _Progress, ckpt_dir: Path | None,
         trainer.after_epoch(row)
         progress.epoch(row)
         for callback in callbacks:
-            callback.on_epoch_end(row)
+            if callback.on_epoch_end(row) and not trainer.done:
+                trainer.stopped = True  # e.g. a sweep scheduler stops it here
         if ckpt_dir is not None and (trainer.epoch % every == 0 or trainer.done):
             last_good = ckpt.save(ckpt_dir, trainer.epoch, trainer.state())
     es = spec.training.early_stopping

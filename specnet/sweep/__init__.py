@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ..errors import SpecnetError
 from .load import Sweep, Variant, load_sweep, sweep_from_source
 from .report import SweepResult, VariantResult
-from .runner import Job, JobResult, execute, fold_indices, make_jobs, plan, prepare_job
+from .runner import Job, JobResult, cores, fold_indices, make_jobs, prepare_job
 from .section import Override, SweepSection
 from .selection import estimate
 
@@ -28,16 +28,23 @@ Progress = Callable[[str], None]
 
 
 def run_sweep(sweep: Sweep, jobs: int = 1, threads: int = 1,
-              progress: Progress | None = None) -> SweepResult:
+              progress: Progress | None = None, backend: str = "local",
+              address: str | None = None) -> SweepResult:
     """Train every variant of `sweep` (folds x repeats each) and summarise.
 
-    jobs: worker processes (0: one per core; 1: in this process). threads: torch threads
-    per training, capped so processes x threads <= cores. Results are the same for any
-    `jobs` (every training is seeded and runs with `threads` threads).
+    jobs: worker processes (0: one per core; 1: in this process); on Ray, the most
+    trainings at once (0: as many as the cluster's CPUs hold). threads: torch threads per
+    training, capped locally so processes x threads <= cores. backend: 'local' or 'ray'
+    (`specnet.sweep.backends`); address: the Ray cluster to join (None: a local Ray).
+    Results are the same for any `jobs` and either backend (every training is seeded and
+    runs with `threads` threads); `sweep.scheduler` (Ray only) stops poor trainings early.
     `progress` gets one line per finished variant. Raises SpecnetError when every run fails.
     """
+    from .asha import plan_for
+    from .backends import make_backend
+
     all_jobs = make_jobs(sweep)
-    processes, threads = plan(jobs, threads, len(all_jobs))
+    runner = make_backend(backend, jobs, threads, len(all_jobs), address, plan_for(sweep))
     per_variant = sweep.runs_per_variant
     finished: dict[int, list[JobResult]] = {}
     t0 = time.perf_counter()
@@ -53,19 +60,24 @@ def run_sweep(sweep: Sweep, jobs: int = 1, threads: int = 1,
         mean, sd = vr.stat(sweep.metric)
         failed = len(runs) - len(vr.ok)
         note = f", {failed} failed" if failed else ""
+        stopped = [r.stopped_at for r in runs if r.stopped_at is not None]
+        if stopped:
+            note += f", {len(stopped)} stopped by asha at epoch {min(stopped)}+"
         metric = sweep.metric.replace("test_", "cv_") if sweep.cv else sweep.metric
         progress(f"[{count[0]}/{len(sweep.variants)}] {vr.variant.name}: {metric} "
                  f"{mean:.4f} ± {sd:.4f} ({len(runs)} runs{note}, "
                  f"{time.perf_counter() - t0:.1f}s)")
 
-    results = execute(all_jobs, processes, threads, done)
+    results = runner.run(all_jobs, done)
     wall = time.perf_counter() - t0
     grouped = [VariantResult(v, [r for r in results if r.key[0] == i])
                for i, v in enumerate(sweep.variants)]
-    out = SweepResult(sweep, grouped, wall, processes, threads)
+    out = SweepResult(sweep, grouped, wall, runner.slots, runner.threads, backend=runner.name)
     if all(not g.ok for g in grouped):
         first = next(r.error for r in results if r.error)
         raise SpecnetError(f"every training of sweep {sweep.name!r} failed; the first: {first}")
-    out.estimates = estimate(out, processes, threads, progress)
+    # The retrainings behind the held-out / nested estimates run on local processes (the
+    # scheduler must not stop them); on Ray, as many as this machine's cores.
+    out.estimates = estimate(out, max(1, min(runner.slots, cores())), runner.threads, progress)
     out.wall_s = time.perf_counter() - t0
     return out

@@ -23,7 +23,15 @@ from ..spec.load import Path_, Source, format_path, load_file
 from ..spec.schema import Spec
 from ..spec.validate import check, validate
 from .paths import PathError, deep_merge, parse_path, set_path
-from .section import CrossValidation, Distribution, Override, RandomSearch, SweepSection, expand
+from .section import (
+    CrossValidation,
+    Distribution,
+    Override,
+    RandomSearch,
+    Scheduler,
+    SweepSection,
+    expand,
+)
 from .selection import shared_rows_problem
 
 _LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse")
@@ -121,6 +129,8 @@ def _section_issues(exc: ValidationError, src: Source) -> list[Issue]:
                 owner = Distribution if loc[1:2] == ("params",) else RandomSearch
             elif loc[:1] == ("cv",):
                 owner = CrossValidation
+            elif loc[:1] == ("scheduler",):
+                owner = Scheduler
             names = [f.alias or n for n, f in owner.model_fields.items()]
             msg = f"unknown key {key!r}{did_you_mean(key, names)}; allowed: {', '.join(names)}"
         elif isinstance(err.get("input"), str | int | float | bool) and err["type"] != "missing":
@@ -262,6 +272,10 @@ def sweep_from_source(src: Source) -> Sweep:
     problem = shared_rows_problem(variants) if section.cv else None
     if problem is not None:
         raise SpecError([src.issue(("sweep", "cv"), problem)])
+    if section.scheduler is not None:
+        from .asha import check_scheduler
+
+        check_scheduler(section.scheduler, variants, metric_names, metric, src)
     return Sweep(name, src.file, section, variants, metric, mode, metric_names,
                  _group(warnings, len(points)))
 

@@ -44,6 +44,11 @@ class VariantResult:
         """The column over finished runs (NaN where a run has no value)."""
         return np.array([r.values.get(column, math.nan) for r in self.ok], dtype=np.float64)
 
+    @property
+    def stopped(self) -> list[JobResult]:
+        """Runs that a sweep scheduler (asha) stopped early."""
+        return [r for r in self.ok if r.stopped_at is not None]
+
     def stat(self, column: str) -> tuple[float, float]:
         """(mean, sample sd) of a column over finished runs; sd 0 for one run, NaN for none."""
         v = self.values(column)
@@ -65,11 +70,18 @@ class SweepResult:
     out_dir: Path | None = None
     estimates: Estimates | None = None
     """Held-out and nested estimates of a cv sweep (selection.estimate)."""
+    backend: str = "local"
+    """Where it ran: 'local' (processes) or 'ray' (processes: trainings at once)."""
 
     @property
     def best(self) -> VariantResult | None:
-        """The variant with the best mean of the ranking metric (None if all failed)."""
-        scored = [(r.stat(self.sweep.metric)[0], i) for i, r in enumerate(self.results)]
+        """The variant with the best mean of the ranking metric (None if all failed).
+
+        Variants that a scheduler stopped early are not candidates while any other is.
+        """
+        full = [i for i, r in enumerate(self.results) if not r.stopped]
+        scored = [(r.stat(self.sweep.metric)[0], i) for i, r in enumerate(self.results)
+                  if i in full or not full]
         scored = [(m, i) for m, i in scored if math.isfinite(m)]
         if not scored:
             return None
@@ -124,6 +136,8 @@ class SweepResult:
             name = r.variant.name + (" *" if r is best else "")
             runs = f"{len(r.ok)}" + (f" ({len(r.runs) - len(r.ok)} failed)"
                                      if len(r.ok) < len(r.runs) else "")
+            if r.stopped:
+                runs += f" ({len(r.stopped)} stopped)"
             row = [name, runs, *(_cell(*r.stat(col), col) for col in cols)]
             out.append([*row[:at], interval_cell(c), p_cell(c), *row[at:]])
         return out
@@ -136,7 +150,8 @@ class SweepResult:
                            for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
                  for row in rows]
         lines.insert(1, "-" * len(lines[0]))
-        return "\n".join([*lines, self.footer(), COMPARISON_NOTE, *estimate_lines(self)])
+        return "\n".join([*lines, self.footer(), *self.stopped_lines(), COMPARISON_NOTE,
+                          *estimate_lines(self)])
 
     def markdown(self) -> str:
         """The summary as a Markdown table (the best variant in bold) with a footer line."""
@@ -150,7 +165,8 @@ class SweepResult:
                 cells[0] = f"**{r.variant.name}**"
             lines.append("| " + " | ".join(cells) + " |")
         notes = [f"- {line}" for line in estimate_lines(self)]
-        return "\n".join([*lines, "", self.footer(), "", COMPARISON_NOTE, "", *notes]) + "\n"
+        return "\n".join([*lines, "", self.footer(), *self.stopped_lines(), "",
+                          COMPARISON_NOTE, "", *notes]) + "\n"
 
     def footer(self) -> str:
         """One line: what was run, how, and which variant won."""
@@ -160,9 +176,21 @@ class SweepResult:
         best = self.best
         won = (f"best: {best.variant.name} ({self.header(s.metric)} "
                f"{_cell(*best.stat(s.metric), s.metric)})" if best else "every run failed")
+        where = (f"on {self.processes} process(es)" if self.backend == "local" else
+                 f"on {self.backend}, {self.processes} training(s) at once")
         return (f"{len(s.variants)} variants x {s.runs_per_variant} runs ({how}{reps}); "
-                f"mean ± sd; {won}; wall {self.wall_s:.1f}s on {self.processes} process(es) "
+                f"mean ± sd; {won}; wall {self.wall_s:.1f}s {where} "
                 f"x {self.threads} thread(s)")
+
+    def stopped_lines(self) -> list[str]:
+        """One line per variant a scheduler stopped early (none without a scheduler)."""
+        out = []
+        for r in self.results:
+            if r.stopped:
+                at = sorted({run.stopped_at for run in r.stopped if run.stopped_at})
+                out.append(f"stopped early by asha: {r.variant.name} ({len(r.stopped)} of "
+                           f"{len(r.runs)} runs, at epoch {', '.join(map(str, at))})")
+        return out
 
     def summary_csv(self) -> str:
         """One row per variant: settings, run counts, mean and sd of every column."""
@@ -184,12 +212,15 @@ class SweepResult:
         cols = _all_columns(self)
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
+        asha = self.sweep.section.scheduler is not None
         w.writerow(["variant", "repeat", "fold", "seed", "n_train", "n_val", "n_scored", *cols,
-                    "error"])
+                    "error", *(["stopped_at_epoch"] if asha else [])])
         for r in self.results:
             for run in r.runs:
+                stop = [run.stopped_at or ""] if asha else []
                 w.writerow([r.variant.name, run.key[1], run.key[2], run.seed, *run.sizes,
-                            *(_num(run.values.get(c, math.nan)) for c in cols), run.error or ""])
+                            *(_num(run.values.get(c, math.nan)) for c in cols), run.error or "",
+                            *stop])
         return buf.getvalue()
 
     def best_spec_yaml(self) -> str | None:

@@ -1,22 +1,17 @@
-"""Run the trainings of a sweep: leak-free folds, serial or in worker processes.
+"""The trainings of a sweep: jobs, leak-free folds, and one job's training.
 
 Each training is a `Job` (variant x repeat x fold). A job loads its data, splits it, fits
 the preprocessing on the training part only, trains with `specnet.trainer.train`, and
 returns flat metrics and the history. Jobs are independent and seeded, so the results do
-not depend on `jobs` or on the order in which they finish.
+not depend on `jobs` or on the order in which they finish. Where the jobs run (this
+process, worker processes, a Ray cluster) is up to a backend: `specnet.sweep.backends`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import multiprocessing
 import os
-import threading
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +19,12 @@ import numpy as np
 
 from ..data.prepare import Prepared, prepare_arrays, split_indices
 from ..data.sources import Arrays, Split
-from ..errors import DataError, SpecnetError, TrainingError
+from ..errors import DataError, TrainingError
 from ..spec.schema import Spec
 from .selection import Scheme, scheme_for
 
 if TYPE_CHECKING:
+    from ..track import Callback
     from .load import Sweep
 
 
@@ -66,6 +62,8 @@ class JobResult:
     error: str | None = None
     pid: int = 0
     """The process that trained it (this one, or a worker)."""
+    stopped_at: int | None = None
+    """The epoch at which a sweep scheduler (asha) stopped it; None: it ran its course."""
 
 
 def cores() -> int:
@@ -159,15 +157,21 @@ def flat_metrics(metrics: dict[str, Any], held: str) -> dict[str, float]:
     return out
 
 
-def run_job(job: Job) -> JobResult:
-    """Train one job and return its result; a diverged training is a result with `error`."""
+def run_job(job: Job, arrays: Arrays | None = None,
+            callbacks: Sequence[Callback] = ()) -> JobResult:
+    """Train one job and return its result; a diverged training is a result with `error`.
+
+    arrays: the spec's data, already loaded (the Ray backend ships it once through the
+    object store); None loads it here (once per process). callbacks: see `train`; one
+    returning True stops the training there (a sweep scheduler).
+    """
     from ..trainer import train
 
     spec = job.spec
-    prepared, sizes = prepare_job(job, _arrays(spec))
+    prepared, sizes = prepare_job(job, arrays if arrays is not None else _arrays(spec))
     result = JobResult(job.key, spec.seed, sizes=sizes, pid=os.getpid())
     try:
-        run = train(spec, None, quiet=True, prepared=prepared)
+        run = train(spec, None, quiet=True, prepared=prepared, callbacks=callbacks)
     except TrainingError as exc:
         result.error = str(exc).splitlines()[0]
         return result
@@ -178,132 +182,6 @@ def run_job(job: Job) -> JobResult:
     return result
 
 
-# ---------------------------------------------------------------- execution
-
-
-def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    with contextlib.suppress(RuntimeError):  # already set in this process
-        torch.set_num_interop_threads(1)
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    """forkserver where there is one, spawn elsewhere: never a fork of a process that may
-    already run torch threads. The forkserver imports torch and the trainer once, so
-    workers start without paying for those imports again."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["specnet.sweep._preload"])
-        return ctx
-    return multiprocessing.get_context("spawn")  # pragma: no cover - Windows
-
-
-def plan(jobs: int, threads: int, n_jobs: int) -> tuple[int, int]:
-    """(processes, threads per process) with processes x threads <= cores.
-
-    jobs 0 means one process per core; never more processes than trainings.
-    """
-    n = cores()
-    procs = n if jobs <= 0 else min(jobs, n)
-    procs = max(1, min(procs, n_jobs))
-    return procs, max(1, min(threads, n // procs))
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def execute(jobs: list[Job], processes: int, threads: int,
-            done: Callable[[JobResult], None] | None = None) -> list[JobResult]:
-    """Run `jobs` on `processes` processes, each training with `threads` torch threads.
-
-    This process is one of them: it trains jobs from the end of the list while a feeder
-    thread hands jobs from the front to `processes - 1` worker processes, two at a time
-    each (one running, one queued). So this process starts at once, while the workers
-    still import torch, and at the end nobody waits for more than one job.
-    `done` is called once per finished job (from either thread, never both at once).
-    Results come back sorted by job key.
-    """
-    results: list[JobResult] = []
-    lock = threading.Lock()
-
-    def finish(result: JobResult) -> None:
-        with lock:
-            results.append(result)
-            if done is not None:
-                done(result)
-
-    queue = deque(jobs)
-    with _torch_threads(threads):
-        if processes <= 1:
-            while queue:
-                finish(run_job(queue.popleft()))
-            return results
-        helpers = processes - 1
-        pool = ProcessPoolExecutor(helpers, mp_context=_context(), initializer=_init_worker,
-                                   initargs=(threads,))
-        failed: list[BaseException] = []
-        feeder = threading.Thread(target=_feed, args=(pool, helpers, queue, lock, finish,
-                                                      failed), daemon=True)
-        feeder.start()
-        try:
-            while not failed:
-                with lock:
-                    job = queue.pop() if queue else None
-                if job is None:
-                    break
-                finish(run_job(job))
-            feeder.join()
-        finally:
-            with lock:
-                queue.clear()  # stops the feeder after an error or Ctrl-C here
-            pool.shutdown(wait=True, cancel_futures=True)
-            feeder.join()
-        if failed:
-            raise failed[0]
-    return sorted(results, key=lambda r: r.key)
-
-
-def _feed(pool: ProcessPoolExecutor, helpers: int, queue: deque[Job], lock: threading.Lock,
-          finish: Callable[[JobResult], None], failed: list[BaseException]) -> None:
-    """Keep each worker process one job ahead, from the front of `queue`, until it is empty.
-
-    Runs on a thread: the first submit blocks until the pool's processes exist (the
-    forkserver imports torch first), and this process trains meanwhile.
-    """
-    flight: set[Future[JobResult]] = set()
-    try:
-        while True:
-            while len(flight) < 2 * helpers:
-                with lock:  # not held while submitting: the first submit takes seconds
-                    job = queue.popleft() if queue else None
-                if job is None:
-                    break
-                flight.add(pool.submit(run_job, job))
-            if not flight:
-                return
-            finished, flight = wait(flight, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                finish(_result(fut))
-    except BaseException as exc:  # handed to the main thread
-        failed.append(exc)
-
-
-def _result(fut: Future[JobResult]) -> JobResult:
-    try:
-        return fut.result()  # re-raises a worker's exception here
-    except BrokenProcessPool:
-        raise SpecnetError(
-            "a sweep worker process died: it could not start (a script that calls run_sweep "
-            "needs the `if __name__ == '__main__':` guard), ran out of memory, or was killed; "
-            "with --jobs 1 everything trains in this process and shows the error") from None
+# The process runner moved to backends/local.py; these names stay importable from here.
+from .backends.local import execute as execute  # noqa: E402
+from .backends.local import plan as plan  # noqa: E402

@@ -109,6 +109,25 @@ class CrossValidation(Strict):
     selection (every variant, k inner folds) on the other outer folds and scores its
     winner on this one; the mean is an estimate of the selection procedure itself."""
 
+class Scheduler(Strict):
+    """Early termination of poor trainings: asynchronous successive halving (ASHA), as Ray
+    Tune's ASHAScheduler does it. Runs on the Ray backend (`--backend ray`)."""
+
+    type: Literal["asha"]
+    """The scheduler: asha (asynchronous successive halving)."""
+    metric: str | None = None
+    """Per-epoch history column compared at each rung: val_loss, val_<metric>, loss or a
+    training metric; default: the validation column of the ranking metric, else val_loss."""
+    mode: Literal["auto", "min", "max"] = "auto"
+    """Whether smaller or larger is better; auto: min for losses and errors, max otherwise."""
+    grace_period: int = Field(1, ge=1)
+    """Epochs every training runs before it can be stopped (the first rung)."""
+    reduction_factor: float = Field(3.0, gt=1)
+    """Rungs at grace_period x reduction_factor^k epochs; at each rung a training goes on
+    only if it is in the best 1/reduction_factor of those that reached the rung before it."""
+    max_t: int | None = Field(None, ge=1)
+    """Last epoch a rung may sit at (default: the largest training.epochs of the variants)."""
+
 
 class SweepSection(Strict):
     """What a sweep varies and how each variant is scored."""
@@ -135,6 +154,9 @@ class SweepSection(Strict):
     mode: Literal["auto", "min", "max"] = "auto"
     """Whether smaller or larger is better; auto: min for losses, errors, times and the
     gaps of scores (gap_accuracy), max for the gaps of losses and errors (gap_loss)."""
+
+    scheduler: Scheduler | None = None
+    """Stop poor trainings early (Ray backend): {type: asha, metric, grace_period, ...}."""
 
     @model_validator(mode="after")
     def _labels_name_swept_keys(self) -> SweepSection:

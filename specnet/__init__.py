@@ -11,7 +11,8 @@ Importing specnet does not import torch; the functions that need it import it th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from typing import TYPE_CHECKING, Any
 
 from .compile import compile_spec as compile_spec
 from .errors import DataError as DataError
@@ -34,14 +35,17 @@ if TYPE_CHECKING:
     from .trainer import Run
 
 
-def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume: bool = False,
-          quiet: bool = True, prepared: Prepared | None = None) -> Run:
-    """Train `spec` (a Spec or a spec file) and return the Run; see `specnet.trainer.train`.
-
-    run_dir None writes nothing to disk. Imports torch on first call.
+def train(spec: Spec | str | Path | dict[str, Any], run_dir: Path | str | None = None, *,
+          resume: bool = False, quiet: bool = True, prepared: Prepared | None = None) -> Run:
+    """Train `spec` (a Spec, a spec file path or a dict of spec data) and return the Run;
+    see `specnet.trainer.train`. run_dir None writes nothing to disk. Imports torch on
+    first call.
     """
+    from .spec.validate import as_spec
     from .trainer import train as _train
 
+    if isinstance(spec, dict) or not isinstance(spec, Spec | str | os.PathLike):
+        spec = as_spec(spec, "specnet.train")[0]
     return _train(spec, run_dir, resume=resume, quiet=quiet, prepared=prepared)
 
 
@@ -52,11 +56,19 @@ def load_run(run_dir: Path | str) -> Run:
     return _load_run(run_dir)
 
 
-def export_run(run: Run, out: str | Path) -> Exported:
-    """Export a trained Run to the folder `out` as ONNX and verify it against torch; see
-    `specnet.export.export_run`. Raises VerificationError (exit code 3) on a mismatch."""
+def export_run(run: Run | str | Path, out: str | Path) -> Exported:
+    """Export a trained Run (or a finished run folder's path) to the folder `out` as ONNX
+    and verify it against torch; see `specnet.export.export_run`. Raises VerificationError
+    (exit code 3) on a mismatch."""
     from .export import export_run as _export_run
+    from .trainer import Run as _Run
+    from .trainer import load_run as _load_run
 
+    if isinstance(run, str | os.PathLike):
+        run = _load_run(run)
+    if not isinstance(run, _Run):
+        raise SpecnetError(f"specnet.export_run: expected a Run (from specnet.train or "
+                           f"specnet.load_run) or a run folder path, got {type(run).__name__}")
     return _export_run(run, out)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _echo_issue(issue: Issue) -> None:
     label = "warning" if issue.severity == "warning" else "error"
     text = str(issue).replace(": warning: ", ": ", 1)
-    click.echo(f"{label}: {text}", err=True)
+    click.echo(f"{label}: {escape(text)}", err=True)
+
+
+def escape(text: str) -> str:
+    """`text` with control characters (terminal escape codes, NUL, ...) shown escaped, so
+    a hostile CSV header or spec string cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -42,8 +51,11 @@ def handle_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from . import signals
+
         try:
-            return fn(*args, **kwargs)
+            with signals.handled():  # SIGTERM unwinds like Ctrl-C: children end, one line
+                return fn(*args, **kwargs)
         except SpecnetError as exc:
             issues = getattr(exc, "issues", None)
             if issues:  # a SpecError: its warnings print as warnings
@@ -51,11 +63,11 @@ def handle_errors(fn: F) -> F:
                     _echo_issue(issue)
             else:
                 for line in exc.lines():
-                    click.echo(f"error: {line}", err=True)
+                    click.echo(f"error: {escape(line)}", err=True)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM (signals.Terminated)
+            click.echo(f"error: {escape(signals.interrupt_message(exc))}", err=True)
+            sys.exit(signals.exit_code(exc))
 
     return wrapper  # type: ignore[return-value]
 
@@ -191,6 +203,7 @@ def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool) -> None:
         _echo_issue(issue)
     folder = run_dir if run_dir is not None else Path("runs") / checked.spec.name
     check_run_dir(folder, spec)
+    _resume_hint(folder, f"specnet train {_quote(spec)} -o {_quote(folder)} --resume")
     run = train_spec(checked.spec, folder, resume=resume, quiet=quiet)
     m = run.metrics
     stop = f", stopped early (best epoch {m['best_epoch']})" if m.get("stopped_early") else ""
@@ -246,11 +259,36 @@ def sweep(spec: Path, jobs: int, threads: int, out: Path | None, dry_run: bool,
         return
     folder = out if out is not None else Path("sweeps") / sw.name
     check_out_dir(folder)  # before training, not after
+    from .signals import on_interrupt
+
+    on_interrupt(f"nothing was written to {folder} (a sweep does not checkpoint); run the "
+                 "same command again to start over")
     progress = None if quiet else (lambda line: click.echo(line, err=True))
     result = run_sweep(sw, jobs=jobs, threads=threads, progress=progress)
     click.echo(result.text_table())
     files = result.write(folder)
     click.echo(f"wrote {folder}/ ({', '.join(files)})", err=True)
+
+
+def _quote(path: Path | str) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
+
+
+def _resume_hint(run_dir: Path, command: str) -> None:
+    """On an interruption: say which checkpoint the run folder keeps and how to resume."""
+    from .signals import on_interrupt
+
+    def hint() -> str:
+        from .checkpoint import list_checkpoints
+
+        found = list_checkpoints(run_dir / "checkpoints")
+        if not found:
+            return f"no checkpoint was written yet; start again with: {command}"
+        return f"kept {found[-1]}; resume with: {command}"
+
+    on_interrupt(hint)
 
 
 def _echo_export(exported: Any) -> None:
@@ -293,9 +331,12 @@ def export_cmd(run_dir: Path, output: Path | None) -> None:
               help="Artifact folder [default: exports/<name>].")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
               help="Also keep the training run folder here (default: none is kept).")
+@click.option("--resume", is_flag=True,
+              help="Continue the training of an interrupted build from its checkpoints.")
 @click.option("-q", "--quiet", is_flag=True, help="No training progress output.")
 @handle_errors
-def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool) -> None:
+def build(spec: Path, output: Path | None, run_dir: Path | None, resume: bool,
+          quiet: bool) -> None:
     """The whole pipeline: validate, train, export and verify SPEC -> exports/<name>/.
 
     A failure at any step (bad spec, diverged training, failed verification) leaves no
@@ -310,22 +351,39 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool) ->
     """
     from .artifact import FILES
     from .export import export_run
-    from .io import check_replaceable
+    from .outdir import Layout, check_destination
     from .spec.validate import load_spec
+    from .trainer import check_run_dir
     from .trainer import train as train_spec
 
     checked = load_spec(spec)
     for issue in checked.warnings:
         _echo_issue(issue)
     folder = output if output is not None else Path("exports") / checked.spec.name
-    check_replaceable(folder, FILES.values(), "a specnet export")  # before training
-    run = train_spec(checked.spec, run_dir, quiet=quiet)
+    dest = check_destination(folder, Layout.flat(FILES.values(), "a specnet export"),
+                             spec_file=spec)  # before training
+    # Training checkpoints go to --run-dir, or to a hidden folder beside the artifact that
+    # an interrupted build keeps (for --resume) and a finished or failed one removes.
+    work = run_dir if run_dir is not None else dest.parent / f".{dest.name}.run"
+    check_run_dir(work, spec)
+    again = f"specnet build {_quote(spec)}" + (f" -o {_quote(output)}" if output else "") + \
+        (f" --run-dir {_quote(run_dir)}" if run_dir else "")
+    _resume_hint(work, f"{again} --resume")
+    try:
+        run = train_spec(checked.spec, work, resume=resume, quiet=quiet)
+        exported = export_run(run, folder)
+    except SpecnetError:
+        if run_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     m = run.metrics
     test = "  ".join(f"{k} {v:.4f}" for k, v in (m.get("test") or {}).items()
                      if isinstance(v, float))
     click.echo(f"trained {run.spec.name}: {m.get('epochs_run', '?')} epochs"
                + (f"; test {test}" if test else ""))
-    _echo_export(export_run(run, folder))
+    if run_dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    _echo_export(exported)
 
 
 @main.command()
@@ -410,6 +468,9 @@ def serve(model: Path, host: str, port: int, workers: int, threads: int | None,
         click.echo(f"warning: {workers} workers x {threads} threads exceeds the "
                    f"{available_cores()} available cores", err=True)
     limits = Limits(max_rows=max_rows, max_body_bytes=int(max_body_mb * 1024 * 1024))
+    from .signals import on_interrupt
+
+    on_interrupt("the server stopped; nothing to resume")
     run_server(model, host=host, port=port, workers=workers, threads=threads, limits=limits,
                allow_unverified=allow_unverified, access_log=access_log, log_level=log_level)
 

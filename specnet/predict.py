@@ -130,6 +130,15 @@ def read_input(art: Artifact, path: str, fmt: str | None = None,
 
 def _read(art: Artifact, path: str, kind: str,
           note: Callable[[str], None] | None) -> np.ndarray:
+    from .budget import BudgetError, check_npy_file, read_bounded, regular_file
+
+    try:  # a regular file within the memory budget: no FIFO, no /dev/zero
+        if path != "-":
+            regular_file(path, "input file")
+            if kind == "npy":
+                check_npy_file(path)
+    except BudgetError as exc:
+        raise ModelInputError(str(exc).removeprefix(f"{path}: ")) from None
     if kind == "npy":
         if path == "-":
             raise ModelInputError("NPY input cannot come from stdin; give a file")
@@ -141,7 +150,10 @@ def _read(art: Artifact, path: str, kind: str,
             raise ModelInputError("expected one array (.npy), got an archive")
         return check_array(art, X)
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        text = read_bounded(sys.stdin, "<stdin>") if path == "-" else \
+            Path(path).read_text(encoding="utf-8")
+    except BudgetError as exc:
+        raise ModelInputError(str(exc).removeprefix("<stdin>: ")) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelInputError(f"cannot read it: {exc}") from None
     text = text.removeprefix("\ufeff")  # a byte order mark (Excel's "CSV UTF-8" writes one)

@@ -32,6 +32,8 @@ from typing import NoReturn
 from .errors import SpecnetError
 
 _SHOWN = 5
+_TMP_FILE = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")
+"""A temporary file of `io.atomic_write_bytes`: `.NAME.xxxxxxxx.tmp` beside NAME."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,9 @@ def _foreign(root: Path, layout: Layout) -> list[str]:
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         mode = entry.stat(follow_symlinks=False).st_mode
         name = entry.name
+        own_tmp = _TMP_FILE.match(name)
+        if own_tmp and own_tmp.group(1) in layout.files and stat.S_ISREG(mode):
+            continue  # a file being written atomically (or left by a kill): ours
         if name in layout.files:
             if not stat.S_ISREG(mode):
                 found.append(f"{name} ({_kind(mode)}; specnet writes a file there)")

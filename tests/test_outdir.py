@@ -122,7 +122,7 @@ def test_live_temporaries_and_other_names_are_kept(tmp_path: Path) -> None:
 
 def test_disk_errors_in_the_block_keep_the_old_folder(tmp_path: Path) -> None:
     _folder(tmp_path / "art", "old")
-    with pytest.raises(SpecnetError, match="No space left on device.*previous folder is "
+    with pytest.raises(SpecnetError, match=r"No space left on device.*previous folder is "
                                            "unchanged"), atomic_dir(tmp_path / "art") as tmp:
         (tmp / "model.onnx").write_text("new")
         raise OSError(28, "No space left on device")

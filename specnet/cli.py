@@ -473,6 +473,9 @@ def serve(model: Path, host: str, port: int, workers: int, threads: int | None,
     on_interrupt("the server stopped; nothing to resume")
     run_server(model, host=host, port=port, workers=workers, threads=threads, limits=limits,
                allow_unverified=allow_unverified, access_log=access_log, log_level=log_level)
+    from .signals import raise_if_received
+
+    raise_if_received()  # uvicorn stops on SIGTERM / SIGINT and returns: exit 143 / 130
 
 
 if __name__ == "__main__":  # pragma: no cover

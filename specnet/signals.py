@@ -36,8 +36,24 @@ def signal_name(exc: BaseException) -> str:
     return signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
 
 
+_received: list[int] = []
+
+
 def _on_term(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
     raise Terminated()
+
+
+def _on_int(signum: int, frame: FrameType | None) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt()
+
+
+def raise_if_received() -> None:
+    """Raise the interruption again when a signal arrived but a library swallowed it
+    (uvicorn ends its server on SIGTERM / SIGINT and returns as if all went well)."""
+    if _received:
+        raise Terminated() if _received[-1] == signal.SIGTERM else KeyboardInterrupt()
 
 
 @contextlib.contextmanager
@@ -47,9 +63,10 @@ def handled() -> Iterator[None]:
     previous: dict[int, Any] = {}
     try:
         previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _on_term)
-        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _on_int)
     except ValueError:  # not the main thread (a test runner's thread): leave them alone
         previous.clear()
+    _received.clear()
     try:
         yield
     finally:

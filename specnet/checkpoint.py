@@ -93,9 +93,9 @@ _KEYS = {"format": int, "epoch": int, "spec_hash": str, "model": dict, "optimize
 def load(path: Path, max_epoch: int | None = None) -> dict[str, Any]:
     """Read a checkpoint without unpickling code; TrainingError if it is not one.
 
-    Checks the keys and their types, and that `epoch` is in 0..max_epoch (the spec's
-    training.epochs) and matches the history's length. Shapes are checked when the state
-    is loaded into the model.
+    With `max_epoch` (the spec's training.epochs), also checks the keys the trainer reads
+    and their types, and that `epoch` is in 0..max_epoch and matches the history's length.
+    Shapes are checked when the state is loaded into the model.
     """
     import pickle
 
@@ -111,6 +111,14 @@ def load(path: Path, max_epoch: int | None = None) -> dict[str, Any]:
         raise TrainingError(f"{path}: not a readable specnet checkpoint ({text})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise TrainingError(f"{path}: not a specnet checkpoint (format {FORMAT})")
+    if max_epoch is not None:
+        _check_contents(state, path, max_epoch)
+    return state
+
+
+def _check_contents(state: dict[str, Any], path: Path, top: int) -> None:
+    """TrainingError unless the checkpoint has every key the trainer reads, with its type,
+    and an epoch in 0..top that matches its history."""
     bad = [f"{k} ({'missing' if k not in state else type(state[k]).__name__})"
            for k, t in _KEYS.items()
            if not isinstance(state.get(k), t if t is not float else (float, int))
@@ -118,12 +126,11 @@ def load(path: Path, max_epoch: int | None = None) -> dict[str, Any]:
     if bad:
         raise TrainingError(f"{path}: a damaged specnet checkpoint: {', '.join(bad)}; remove it "
                             "and train without --resume")
-    epoch, top = state["epoch"], max_epoch if max_epoch is not None else 10**7
+    epoch = state["epoch"]
     if not 0 <= epoch <= top or len(state["history"]) != epoch:
         raise TrainingError(f"{path}: a damaged specnet checkpoint: epoch {epoch} (expected "
                             f"0..{top}, with one history row per epoch, got "
                             f"{len(state['history'])}); remove it and train without --resume")
-    return state
 
 
 def clean_temporaries(folder: Path) -> None:

@@ -267,15 +267,18 @@ def test_memory_bombs_under_a_memory_limit(tmp_path: Path, artifact: Path) -> No
     (tmp_path / "gen.yaml").write_text(xor().replace("n_samples: 64", "n_samples: 10000000000"))
     (tmp_path / "wide.yaml").write_text(xor().replace("{linear: 8}", "{linear: 100000000}"))
     before = snapshot(tmp_path)
-    cases = [(["validate", "npz.yaml"], "npz.yaml:4:", "claims 3.75 GiB"),
-             (["validate", "gen.yaml"], "gen.yaml:4:", "data.n_samples: 10,000,000,000 samples"),
-             (["validate", "wide.yaml"], "wide.yaml:5:", "model[0]: training this model"),
-             (["predict", str(artifact), "/dev/zero", "--input-format", "csv"], "/dev/zero", "is a character device")]
-    for args, where, what in cases:
+    found = {"npz.yaml:4:": "claims 3.75 GiB",
+             "gen.yaml:4:": "data.n_samples: 10,000,000,000 samples",
+             "wide.yaml:5:": "model[0]: training this model",
+             "/dev/zero": "is a character device"}
+    for args in (["validate", "npz.yaml", "gen.yaml", "wide.yaml"],
+                 ["predict", str(artifact), "/dev/zero", "--input-format", "csv"]):
         done = _limited(args, tmp_path, 1.5 if args[0] == "validate" else 2.5)
         assert done.returncode == 1, done.stderr
         message = one_error(done.stderr)
-        assert where in message and what in message, message
+        for where, what in found.items():
+            if (where == "/dev/zero") == (args[0] == "predict"):
+                assert any(where in m and what in m for m in message.splitlines()), message
         assert "MemoryError" not in done.stderr
     assert snapshot(tmp_path) == before
 

@@ -11,7 +11,6 @@ Importing specnet does not import torch; the functions that need it import it th
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from .compile import compile_spec as compile_spec
@@ -41,11 +40,8 @@ def train(spec: Spec | str | Path | dict[str, Any], run_dir: Path | str | None =
     see `specnet.trainer.train`. run_dir None writes nothing to disk. Imports torch on
     first call.
     """
-    from .spec.validate import as_spec
     from .trainer import train as _train
 
-    if isinstance(spec, dict) or not isinstance(spec, Spec | str | os.PathLike):
-        spec = as_spec(spec, "specnet.train")[0]
     return _train(spec, run_dir, resume=resume, quiet=quiet, prepared=prepared)
 
 
@@ -61,14 +57,7 @@ def export_run(run: Run | str | Path, out: str | Path) -> Exported:
     and verify it against torch; see `specnet.export.export_run`. Raises VerificationError
     (exit code 3) on a mismatch."""
     from .export import export_run as _export_run
-    from .trainer import Run as _Run
-    from .trainer import load_run as _load_run
 
-    if isinstance(run, str | os.PathLike):
-        run = _load_run(run)
-    if not isinstance(run, _Run):
-        raise SpecnetError(f"specnet.export_run: expected a Run (from specnet.train or "
-                           f"specnet.load_run) or a run folder path, got {type(run).__name__}")
     return _export_run(run, out)
 
 

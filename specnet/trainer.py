@@ -470,8 +470,8 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
-def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume: bool = False,
-          quiet: bool = True, prepared: Prepared | None = None) -> Run:
+def train(spec: Spec | str | Path | dict[str, Any], run_dir: Path | str | None = None, *,
+          resume: bool = False, quiet: bool = True, prepared: Prepared | None = None) -> Run:
     """Train the network of `spec` (a Spec or a spec file path) and return the Run.
 
     run_dir: where to write the run folder (spec.yaml, history.csv, metrics.json,
@@ -480,6 +480,10 @@ def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume:
     is none). prepared: already split and scaled data (from `prepare(spec)`), to skip loading.
     Raises TrainingError when training diverges or the device is missing.
     """
+    if not isinstance(spec, Spec | str | Path):  # a dict, or a wrong type: say which
+        from .spec.validate import as_spec
+
+        spec = as_spec(spec, "specnet.train")[0]
     run_path = Path(run_dir) if run_dir is not None else None
     if run_path is not None:
         check_run_dir(run_path, Path(spec) if isinstance(spec, str | Path) else None)

@@ -120,25 +120,33 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def _tracker_pid() -> int | None:
-    from multiprocessing import resource_tracker
+def _pool_pids(pool: Any) -> list[int]:
+    """The pool's workers, the forkserver that forks them, and everything below those
+    (and nothing else: other children of this process are not the pool's)."""
+    from multiprocessing import forkserver
 
-    return getattr(resource_tracker._resource_tracker, "_pid", None)
+    processes = getattr(pool, "_processes", None)
+    roots = [p.pid for p in processes.values() if p.pid] if isinstance(processes, dict) else []
+    server = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    if server is not None:
+        roots.append(server)
+    out: list[int] = []
+    for pid in roots:
+        for p in [pid, *descendants(pid)]:
+            if p not in out:
+                out.append(p)
+    return out
 
 
 def stop_pool(pool: Any, timeout: float = 5.0) -> None:
     """End a ProcessPoolExecutor's workers and its forkserver now (their jobs are lost).
 
-    Every process below this one is sent SIGTERM, then SIGKILL if still there after
-    `timeout` seconds, except multiprocessing's resource tracker, which exits by itself
-    once no process holds its pipe. Works while the pool is still starting its workers
-    (when its own bookkeeping is locked by the thread that submits jobs).
+    They are sent SIGTERM, then SIGKILL if still there after `timeout` seconds.
+    multiprocessing's resource tracker is left alone: it exits by itself once no process
+    holds its pipe. Works while the pool is still starting its workers (when its own
+    bookkeeping is locked by the thread that submits jobs).
     """
-    keep = _tracker_pid()
-    procs = [p for p in descendants(os.getpid()) if p != keep]
-    processes = getattr(pool, "_processes", None)
-    if not procs and isinstance(processes, dict):  # no /proc: the pool's own list
-        procs = [p.pid for p in processes.values() if p.pid]
+    procs = _pool_pids(pool)
     for pid in reversed(procs):  # workers before the forkserver that forked them
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
@@ -154,11 +162,8 @@ def stop_pool(pool: Any, timeout: float = 5.0) -> None:
 
 
 def _running(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie; reaps it when it is our child."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
+    """True while `pid` exists and is not a zombie (a zombie child is left for
+    multiprocessing to reap: it checks its forkserver with waitpid)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"

@@ -11,7 +11,7 @@ Importing specnet does not import torch; the functions that need it import it th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .compile import compile_spec as compile_spec
 from .errors import DataError as DataError
@@ -36,13 +36,13 @@ if TYPE_CHECKING:
     from .trainer import Run
 
 
-def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume: bool = False,
-          quiet: bool = True, prepared: Prepared | None = None,
+def train(spec: Spec | str | Path | dict[str, Any], run_dir: Path | str | None = None, *,
+          resume: bool = False, quiet: bool = True, prepared: Prepared | None = None,
           callbacks: Sequence[Callback] = ()) -> Run:
-    """Train `spec` (a Spec or a spec file) and return the Run; see `specnet.trainer.train`.
-
-    run_dir None writes nothing to disk. callbacks: objects with `on_epoch_end(row)`, such
-    as the trackers of `specnet.track`. Imports torch on first call.
+    """Train `spec` (a Spec, a spec file path or a dict of spec data) and return the Run;
+    see `specnet.trainer.train`. run_dir None writes nothing to disk. callbacks: objects
+    with `on_epoch_end(row)`, such as the trackers of `specnet.track`. Imports torch on
+    first call.
     """
     from .trainer import train as _train
 
@@ -57,9 +57,10 @@ def load_run(run_dir: Path | str) -> Run:
     return _load_run(run_dir)
 
 
-def export_run(run: Run, out: str | Path) -> Exported:
-    """Export a trained Run to the folder `out` as ONNX and verify it against torch; see
-    `specnet.export.export_run`. Raises VerificationError (exit code 3) on a mismatch."""
+def export_run(run: Run | str | Path, out: str | Path) -> Exported:
+    """Export a trained Run (or a finished run folder's path) to the folder `out` as ONNX
+    and verify it against torch; see `specnet.export.export_run`. Raises VerificationError
+    (exit code 3) on a mismatch."""
     from .export import export_run as _export_run
 
     return _export_run(run, out)

@@ -107,6 +107,30 @@ class Artifact:
                     f"{self.verification.get('summary', 'see verification.json')}")
         return None
 
+    def check_consistent(self, graph_output: list[Any] | None = None) -> None:
+        """SpecnetError when the metadata contradicts itself or the graph: class labels
+        that do not match the outputs (predict would index past them, serve answer 500),
+        feature names that do not match the input. `graph_output`: the output tensor's
+        shape as onnxruntime reports it ([batch, classes], symbolic axes as strings)."""
+        where = f"{self.path}: the model's specnet metadata"
+        if graph_output is not None:
+            dims = tuple(graph_output[1:])
+            if all(isinstance(d, int) for d in dims) and dims != self.output_shape:
+                raise SpecnetError(f"{where} gives output shape {list(self.output_shape)} but "
+                                   f"the graph outputs {list(dims)}; export the model again")
+        labels = self.class_labels
+        if self.task in ("classification", "binary"):
+            want = 2 if self.task == "binary" else math.prod(self.output_shape or (1,))
+            if not isinstance(labels, list) or len(labels) != want:
+                got = f"{len(labels)} class labels" if isinstance(labels, list) else \
+                    f"class labels {labels!r}"
+                raise SpecnetError(f"{where} has {got}, but the model outputs {want} classes; "
+                                   "the metadata was edited or damaged: export the model again")
+            self.class_labels = [str(c) for c in labels]
+        if self.feature_names and len(self.feature_names) != self.n_features:
+            raise SpecnetError(f"{where} names {len(self.feature_names)} features, but the "
+                               f"model takes {self.n_features}; export the model again")
+
     def describe(self) -> dict[str, Any]:
         """Plain-JSON description for `/metadata` and `specnet predict --info`."""
         return {

@@ -85,15 +85,52 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def load(path: Path) -> dict[str, Any]:
-    """Read a checkpoint without unpickling code; TrainingError if it is not one."""
+_KEYS = {"format": int, "epoch": int, "spec_hash": str, "model": dict, "optimizer": dict,
+         "schedule": dict, "rng": dict, "history": list, "best": dict, "stopped": bool,
+         "training_time_s": float}
+
+
+def load(path: Path, max_epoch: int | None = None) -> dict[str, Any]:
+    """Read a checkpoint without unpickling code; TrainingError if it is not one.
+
+    With `max_epoch` (the spec's training.epochs), also checks the keys the trainer reads
+    and their types, and that `epoch` is in 0..max_epoch and matches the history's length.
+    Shapes are checked when the state is loaded into the model.
+    """
+    import pickle
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's text suggests weights_only=False: never, a pickle may run code.
+        raise TrainingError(f"{path}: not a specnet checkpoint: it holds pickled Python "
+                            "objects, which specnet never loads (they could run code); "
+                            "remove it and train without --resume") from None
     except Exception as exc:  # a truncated or foreign file: say which and why
-        raise TrainingError(f"{path}: not a readable specnet checkpoint ({exc})") from None
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TrainingError(f"{path}: not a readable specnet checkpoint ({text})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise TrainingError(f"{path}: not a specnet checkpoint (format {FORMAT})")
+    if max_epoch is not None:
+        _check_contents(state, path, max_epoch)
     return state
+
+
+def _check_contents(state: dict[str, Any], path: Path, top: int) -> None:
+    """TrainingError unless the checkpoint has every key the trainer reads, with its type,
+    and an epoch in 0..top that matches its history."""
+    bad = [f"{k} ({'missing' if k not in state else type(state[k]).__name__})"
+           for k, t in _KEYS.items()
+           if not isinstance(state.get(k), t if t is not float else (float, int))
+           or (t is int and isinstance(state.get(k), bool))]
+    if bad:
+        raise TrainingError(f"{path}: a damaged specnet checkpoint: {', '.join(bad)}; remove it "
+                            "and train without --resume")
+    epoch = state["epoch"]
+    if not 0 <= epoch <= top or len(state["history"]) != epoch:
+        raise TrainingError(f"{path}: a damaged specnet checkpoint: epoch {epoch} (expected "
+                            f"0..{top}, with one history row per epoch, got "
+                            f"{len(state['history'])}); remove it and train without --resume")
 
 
 def clean_temporaries(folder: Path) -> None:

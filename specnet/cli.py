@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +28,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _echo_issue(issue: Issue) -> None:
     label = "warning" if issue.severity == "warning" else "error"
     text = str(issue).replace(": warning: ", ": ", 1)
-    click.echo(f"{label}: {text}", err=True)
+    click.echo(f"{label}: {escape(text)}", err=True)
+
+
+def escape(text: str) -> str:
+    """`text` with control characters (terminal escape codes, NUL, ...) shown escaped, so
+    a hostile CSV header or spec string cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -46,8 +55,11 @@ def handle_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from . import signals
+
         try:
-            return fn(*args, **kwargs)
+            with signals.handled():  # SIGTERM unwinds like Ctrl-C: children end, one line
+                return fn(*args, **kwargs)
         except SpecnetError as exc:
             issues = getattr(exc, "issues", None)
             if issues:  # a SpecError: its warnings print as warnings
@@ -55,11 +67,11 @@ def handle_errors(fn: F) -> F:
                     _echo_issue(issue)
             else:
                 for line in exc.lines():
-                    click.echo(f"error: {line}", err=True)
+                    click.echo(f"error: {escape(line)}", err=True)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM (signals.Terminated)
+            click.echo(f"error: {escape(signals.interrupt_message(exc))}", err=True)
+            sys.exit(signals.exit_code(exc))
 
     return wrapper  # type: ignore[return-value]
 
@@ -257,6 +269,7 @@ def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool, log_every
         _echo_issue(issue)
     folder = run_dir if run_dir is not None else Path("runs") / checked.spec.name
     check_run_dir(folder, spec)
+    _resume_hint(folder, f"specnet train {_quote(spec)} -o {_quote(folder)} --resume")
     with _tracking(tensorboard, mlflow_uri, name=checked.spec.name, run_name="train",
                    spec=checked.spec) as trackers:
         run = train_spec(checked.spec, folder, resume=resume, quiet=quiet,
@@ -331,6 +344,10 @@ def sweep(spec: Path, jobs: int | None, threads: int, out: Path | None, dry_run:
         return
     folder = out if out is not None else Path("sweeps") / sw.name
     check_out_dir(folder)  # before training, not after
+    from .signals import on_interrupt
+
+    on_interrupt(f"nothing was written to {folder} (a sweep does not checkpoint); run the "
+                 "same command again to start over")
     progress = None if quiet else (lambda line: click.echo(line, err=True))
     if jobs is None:
         jobs = 0 if backend == "ray" else 1
@@ -345,6 +362,27 @@ def sweep(spec: Path, jobs: int | None, threads: int, out: Path | None, dry_run:
         files = result.write(folder)
         click.echo(f"wrote {folder}/ ({', '.join(files)})", err=True)
         trackers.sweep_done(result)
+
+
+def _quote(path: Path | str) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
+
+
+def _resume_hint(run_dir: Path, command: str) -> None:
+    """On an interruption: say which checkpoint the run folder keeps and how to resume."""
+    from .signals import on_interrupt
+
+    def hint() -> str:
+        from .checkpoint import list_checkpoints
+
+        found = list_checkpoints(run_dir / "checkpoints")
+        if not found:
+            return f"no checkpoint was written yet; start again with: {command}"
+        return f"kept {found[-1]}; resume with: {command}"
+
+    on_interrupt(hint)
 
 
 def _echo_export(exported: Any) -> None:
@@ -410,12 +448,14 @@ def export_cmd(run_dir: Path, output: Path | None, target: str | None,
               help="Artifact folder [default: exports/<name>].")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
               help="Also keep the training run folder here (default: none is kept).")
+@click.option("--resume", is_flag=True,
+              help="Continue the training of an interrupted build from its checkpoints.")
 @click.option("-q", "--quiet", is_flag=True, help="No training progress output.")
 @click.option("--log-every", type=click.IntRange(min=1), default=None, metavar="N",
               help="Off a terminal, a progress line every N epochs [default: ~20 a run].")
 @tracking_options
 @handle_errors
-def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool,
+def build(spec: Path, output: Path | None, run_dir: Path | None, resume: bool, quiet: bool,
           log_every: int | None, tensorboard: Path | None, mlflow_uri: str | None) -> None:
     """The whole pipeline: validate, train, export and verify SPEC -> exports/<name>/.
 
@@ -431,26 +471,42 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool,
     """
     from .artifact import OWNED_FILES
     from .export import export_run
-    from .io import check_replaceable
+    from .outdir import Layout, check_destination
     from .spec.validate import load_spec
+    from .trainer import check_run_dir
     from .trainer import train as train_spec
 
     checked = load_spec(spec)
     for issue in checked.warnings:
         _echo_issue(issue)
     folder = output if output is not None else Path("exports") / checked.spec.name
-    check_replaceable(folder, OWNED_FILES, "a specnet export")  # before training
+    dest = check_destination(folder, Layout.flat(OWNED_FILES, "a specnet export"),
+                             spec_file=spec)  # before training
+    # Training checkpoints go to --run-dir, or to a hidden folder beside the artifact that
+    # an interrupted build keeps (for --resume) and a finished or failed one removes.
+    work = run_dir if run_dir is not None else dest.parent / f".{dest.name}.run"
+    check_run_dir(work, spec)
+    again = f"specnet build {_quote(spec)}" + (f" -o {_quote(output)}" if output else "") + \
+        (f" --run-dir {_quote(run_dir)}" if run_dir else "")
+    _resume_hint(work, f"{again} --resume")
     with _tracking(tensorboard, mlflow_uri, name=checked.spec.name, run_name="build",
                    spec=checked.spec) as trackers:
-        run = train_spec(checked.spec, run_dir, quiet=quiet, callbacks=[trackers],
-                         log_every=log_every)
-        trackers.run_done(run)
+        try:
+            run = train_spec(checked.spec, work, resume=resume, quiet=quiet,
+                             callbacks=[trackers], log_every=log_every)
+            trackers.run_done(run)
+            exported = export_run(run, folder)
+        except SpecnetError:
+            if run_dir is None:
+                shutil.rmtree(work, ignore_errors=True)
+            raise
         m = run.metrics
         test = "  ".join(f"{k} {v:.4f}" for k, v in (m.get("test") or {}).items()
                          if isinstance(v, float))
         click.echo(f"trained {run.spec.name}: {m.get('epochs_run', '?')} epochs"
                    + (f"; test {test}" if test else ""))
-        exported = export_run(run, folder)
+        if run_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
         _echo_export(exported)
         trackers.exported(exported)
 
@@ -594,6 +650,9 @@ def serve(model: Path, host: str, port: int, workers: int, threads: int | None,
         click.echo(f"warning: {workers} workers x {threads} threads exceeds the "
                    f"{available_cores()} available cores", err=True)
     limits = Limits(max_rows=max_rows, max_body_bytes=int(max_body_mb * 1024 * 1024))
+    from .signals import on_interrupt, raise_if_received
+
+    on_interrupt("the server stopped; nothing to resume")
     grpc_server = None
     if grpc_port is not None:
         from .grpc_server import GrpcLimits, serve_model
@@ -610,6 +669,7 @@ def serve(model: Path, host: str, port: int, workers: int, threads: int | None,
     finally:
         if grpc_server is not None:
             grpc_server.stop()
+    raise_if_received()  # uvicorn stops on SIGTERM / SIGINT and returns: exit 143 / 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import Issue, SpecError
 from .layers import Block, Layer, _Weighted
@@ -80,7 +80,8 @@ def _too_large(summary: Summary, why: str) -> NoReturn:
                                     "make the layers smaller")])
 
 
-def compile_spec(spec: Spec, info: SourceInfo | None = None) -> nn.Sequential:
+def compile_spec(spec: Spec | str | os.PathLike[str] | dict[str, Any],
+                 info: SourceInfo | None = None) -> nn.Sequential:
     """Build the network of `spec` as nn.Sequential: input (batch, *input_shape) ->
     output (batch, width).
 
@@ -91,6 +92,10 @@ def compile_spec(spec: Spec, info: SourceInfo | None = None) -> nn.Sequential:
     import torch
     from torch import nn
 
+    if not isinstance(spec, Spec):  # a path or a dict, from the Python API
+        from .spec.validate import as_spec
+
+        spec = as_spec(spec, "specnet.compile_spec")[0]
     info = info or spec.data.info()
     inp: Shape = tuple(spec.input) if spec.input else info.input_shape
     layers = resolve_auto(spec.model, output_width(spec, info))

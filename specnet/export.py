@@ -352,13 +352,22 @@ def _write_folder(tmp: Path, model_bytes: bytes, spec: Spec, net: nn.Module,
                            monitor=es.monitor if es else None)
 
 
-def export_run(run: Run, out: str | Path) -> Exported:
-    """Export a trained Run (from `train` or `load_run`) to the folder `out`.
+def export_run(run: Run | str | Path, out: str | Path) -> Exported:
+    """Export a trained Run (from `train` or `load_run`, or a finished run folder's path)
+    to the folder `out`.
 
     The torch side of the verification is `predict_torch(run, X)`: the training code's own
     idea of the model's outputs, so the artifact is checked against it.
     """
-    from .trainer import predict_torch
+    import os
+
+    from .trainer import Run, load_run, predict_torch
+
+    if isinstance(run, str | os.PathLike):
+        run = load_run(run)
+    if not isinstance(run, Run):
+        raise ExportError(f"specnet.export_run: expected a Run (from specnet.train or "
+                          f"specnet.load_run) or a run folder path, got {type(run).__name__}")
 
     reference = small_batches_on_one_thread(lambda X: predict_torch(run, X))
     return export_model(run.spec, run.model, run.prepared, out, metrics=run.metrics,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tempfile
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -60,52 +59,26 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def check_replaceable(path: str | Path, owned: Collection[str], what: str) -> None:
-    """SpecnetError unless `path` is absent, or a folder holding only names in `owned` (an
-    earlier output of the same kind): `atomic_dir` replaces the folder as a whole, so
-    anything else in it would be lost. `what` names the kind of folder, e.g. 'an export'."""
-    path = Path(path)
-    if not path.exists():
-        return
-    if not path.is_dir():
-        raise SpecnetError(f"{path}: is a file, not {what} folder; choose another output "
-                           "folder (-o)")
-    other = sorted(p.name for p in path.iterdir() if p.name not in owned)
-    if other:
-        shown = ", ".join(other[:5]) + (", ..." if len(other) > 5 else "")
-        raise SpecnetError(f"{path}: holds files that are not part of {what} ({shown}); the "
-                           "folder is replaced as a whole: choose another output folder (-o)")
+    """SpecnetError unless `path` is absent, or a folder holding only files named in `owned`
+    (an earlier output of the same kind): `atomic_dir` replaces the folder as a whole, so
+    anything else in it would be lost. `what` names the kind of folder, e.g. 'an export'.
+    See `specnet.outdir.check_destination` (nested layouts, the spec file, writability)."""
+    from .outdir import Layout, check_destination
+
+    check_destination(path, Layout.flat(owned, what))
 
 
 @contextmanager
 def atomic_dir(path: str | Path, owned: Collection[str] | None = None,
                what: str = "an output") -> Iterator[Path]:
-    """Yield a temporary folder that replaces `path` as a whole when the block succeeds.
+    """Yield a temporary folder that replaces `path` as a whole when the block succeeds;
+    see `specnet.outdir.atomic_dir` (crash recovery, full disks). With `owned`, an existing
+    `path` must pass `check_replaceable` first."""
+    from .outdir import Layout
+    from .outdir import atomic_dir as _atomic_dir
 
-    On any error the temporary folder is removed and `path` is left as it was. With
-    `owned`, an existing `path` must pass `check_replaceable` first. Raises SpecnetError
-    naming `path` when the folder cannot be made there.
-    """
-    path = Path(path)
-    if owned is not None:
-        check_replaceable(path, owned, what)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    except OSError as exc:
-        _cannot_write(path, exc)
-    try:
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private (0700)
+    with _atomic_dir(path, None if owned is None else Layout.flat(owned, what)) as tmp:
         yield tmp
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def finite(obj: Any) -> Any:

@@ -166,27 +166,36 @@ def read_input(art: Artifact, path: str, fmt: str | None = None,
 def load_input(path: str, fmt: str | None = None) -> Input:
     """Read the file `path` ('-': stdin, its format told by its content) once.
 
-    Raises ModelInputError naming the file when it cannot be read.
+    Only a regular file (no FIFO, no /dev/zero) within the memory budget is read, and at
+    most the budget from stdin. Raises ModelInputError naming the file when it cannot be
+    read.
     """
+    from .budget import BudgetError, check_npy_file, read_bounded, regular_file
+
+    name = "<stdin>" if path == "-" else path
     try:
         kind = input_format(path, fmt)
         if path != "-":
+            regular_file(path, "input file")
             if kind == "npy":
+                check_npy_file(path)
                 return Input(path, kind)
             data = Path(path).read_bytes()
         else:
             stdin = getattr(sys.stdin, "buffer", None)
-            data = stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8")
+            raw = read_bounded(stdin if stdin is not None else sys.stdin, name)
+            data = raw if isinstance(raw, bytes) else raw.encode("utf-8")
             if kind == "auto":
                 kind = sniff(data)
             if kind == "npy":
                 return Input(path, kind, data=data)
         text = data.decode("utf-8")
+    except BudgetError as exc:
+        raise ModelInputError(f"{name}: {str(exc).removeprefix(f'{name}: ')}") from None
     except ModelInputError as exc:
-        raise ModelInputError(f"{'<stdin>' if path == '-' else path}: {exc}") from None
+        raise ModelInputError(f"{name}: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ModelInputError(f"{'<stdin>' if path == '-' else path}: cannot read it: "
-                              f"{exc}") from None
+        raise ModelInputError(f"{name}: cannot read it: {exc}") from None
     # A byte order mark (Excel's "CSV UTF-8" writes one).
     return Input(path, kind, text=text.removeprefix("\ufeff"))
 

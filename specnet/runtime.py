@@ -66,6 +66,8 @@ class Runtime:
             raise SpecnetError(f"{self.path}: the graph has inputs {inputs} and outputs "
                                f"{outputs}, but its metadata names {art.input_name!r} -> "
                                f"{art.output_name!r}")
+        art.check_consistent(next(o.shape for o in self.session.get_outputs()
+                                  if o.name == art.output_name))
 
     def run(self, X: np.ndarray) -> np.ndarray:
         """Model outputs for checked rows X (n, *input_shape) float32 (see `check_array`)."""

@@ -31,8 +31,8 @@ from . import checkpoint as ckpt
 from .compile import compile_spec
 from .data.prepare import Prepared, Scaler, prepare
 from .data.sources import SourceInfo
-from .errors import ModelInputError, TrainingError
-from .io import atomic_write_text, check_replaceable, strict_json
+from .errors import DataError, ModelInputError, TrainingError
+from .io import atomic_write_text, strict_json
 from .losses import LossFn, build_loss
 from .metrics import compute
 from .optim import (
@@ -429,15 +429,18 @@ class _Trainer:
 # ---------------------------------------------------------------- run folders
 
 
+RUN_LAYOUT_FOLDERS = {"checkpoints": r"epoch_\d+\.pt|\.epoch_\d+\.pt\.[A-Za-z0-9_]{8}\.tmp"}
+"""What a run folder holds besides ARTIFACTS: checkpoints/ and its (temporary) files."""
+
+
 def check_run_dir(run_dir: Path, spec_file: Path | None = None) -> None:
     """SpecnetError unless `run_dir` can be a run folder: absent, empty or an earlier run
-    (a fresh run replaces its files), and not the folder of `spec_file` when that is one
-    of the artifact names (it would be overwritten)."""
-    if spec_file is not None and spec_file.name in ARTIFACTS and \
-            (run_dir / spec_file.name).resolve() == spec_file.resolve():
-        raise TrainingError(f"{spec_file}: the run folder {run_dir} would replace this spec "
-                            f"with its own {spec_file.name}; choose another run folder (-o)")
-    check_replaceable(run_dir, (*ARTIFACTS, "checkpoints"), "a specnet run")
+    (a fresh run replaces its files), writable, and not holding `spec_file`; see
+    `specnet.outdir.check_destination`."""
+    from .outdir import Layout, check_destination
+
+    layout = Layout("a specnet run", frozenset(ARTIFACTS), RUN_LAYOUT_FOLDERS)
+    check_destination(run_dir, layout, spec_file=spec_file, whole=False)
 
 
 def _clear_run_dir(run_dir: Path) -> None:
@@ -499,8 +502,8 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
-def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume: bool = False,
-          quiet: bool = True, prepared: Prepared | None = None,
+def train(spec: Spec | str | Path | dict[str, Any], run_dir: Path | str | None = None, *,
+          resume: bool = False, quiet: bool = True, prepared: Prepared | None = None,
           callbacks: Sequence[Callback] = (), log_every: int | None = None) -> Run:
     """Train the network of `spec` (a Spec or a spec file path) and return the Run.
 
@@ -514,6 +517,10 @@ def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume:
     about 20 lines a run); on a terminal the bar shows every epoch.
     Raises TrainingError when training diverges or the device is missing.
     """
+    if not isinstance(spec, Spec | str | Path):  # a dict, or a wrong type: say which
+        from .spec.validate import as_spec
+
+        spec = as_spec(spec, "specnet.train")[0]
     run_path = Path(run_dir) if run_dir is not None else None
     if run_path is not None:
         check_run_dir(run_path, Path(spec) if isinstance(spec, str | Path) else None)
@@ -530,7 +537,7 @@ def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume:
                 ckpt.clean_temporaries(ckpt_dir)
                 found = ckpt.list_checkpoints(ckpt_dir)
                 if found:
-                    trainer.restore(ckpt.load(found[-1]), found[-1])
+                    trainer.restore(ckpt.load(found[-1], spec.training.epochs), found[-1])
                     note = f"resumed {spec.name} from {found[-1]} (epoch {trainer.epoch})"
                 else:
                     note = f"no checkpoint in {ckpt_dir}: starting from epoch 1"
@@ -599,12 +606,30 @@ def load_run(run_dir: Path | str) -> Run:
         metrics = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
         x_scaler = Scaler.from_dict(pre["x_scaler"])
         y_scaler = Scaler.from_dict(pre["y_scaler"]) if pre.get("y_scaler") else None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, DataError) as exc:
         raise TrainingError(f"{d}: unreadable preprocessing.json or metrics.json ({exc})") from None
     prepared = prepare(spec)
+    _same_scalers(d, prepared, x_scaler, y_scaler)
     prepared.x_scaler, prepared.y_scaler = x_scaler, y_scaler
-    history = _read_history(d / "history.csv")
+    try:
+        history = _read_history(d / "history.csv")
+    except (OSError, ValueError, TypeError, AttributeError, csv.Error) as exc:
+        raise TrainingError(f"{d / 'history.csv'}: damaged ({exc}); it holds one row of "
+                            "numbers per epoch: train again, or restore the file") from None
     return Run(spec, model, prepared, history, metrics, d, info)
+
+
+def _same_scalers(d: Path, prepared: Prepared, x: Scaler, y: Scaler | None) -> None:
+    """TrainingError when preprocessing.json's scalers do not fit the data (edited file)."""
+    fresh_y = prepared.y_scaler
+    for name, got, want in (("x_scaler", x, prepared.x_scaler), ("y_scaler", y, fresh_y)):
+        if (got is None) != (want is None) or (
+                got is not None and want is not None and got.offset.shape != want.offset.shape):
+            shape = None if got is None else list(got.offset.shape)
+            expected = None if want is None else list(want.offset.shape)
+            raise TrainingError(f"{d / 'preprocessing.json'}: {name} has shape {shape} but the "
+                                f"data needs {expected}: the file was edited or belongs to "
+                                "another run; train again")
 
 
 def predict_torch(run: Run, X_raw: np.ndarray) -> np.ndarray:

@@ -67,8 +67,10 @@ class Evil:
 def test_a_pickled_object_is_refused_not_run(tmp_path: Path) -> None:
     path = tmp_path / "epoch_00001.pt"
     torch.save({"format": ckpt.FORMAT, "evil": Evil()}, path)  # unpickling would import it
-    with pytest.raises(TrainingError, match="not a readable specnet checkpoint"):
+    with pytest.raises(TrainingError, match="holds pickled Python objects, which specnet "
+                                            "never loads") as info:
         ckpt.load(path)
+    assert "weights_only" not in str(info.value)  # never torch's advice to turn it off
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage", None], ids=["empty", "garbage", "foreign"])

@@ -19,6 +19,7 @@ import io
 import math
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,10 +51,9 @@ def _fail(path: Path, message: str) -> NoReturn:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        _fail(path, "no such file")
-    if path.is_dir():
-        _fail(path, "is a directory, not a data file")
+    from ..budget import regular_file
+
+    regular_file(path)  # exists, a regular file (no FIFO, no device), within the budget
 
 
 def _did_you_mean(name: str, options: Iterable[str]) -> str:
@@ -168,12 +168,12 @@ class _Layout:
 def _csv_layout(src: Csv, header: list[str]) -> _Layout:
     path, names = src.path, header
     named = [n for n in names if n]
-    listing = f"columns: {', '.join(named)}"
+    listing = f"columns: {', '.join(named[:20])}" + (", ..." if len(named) > 20 else "")
     if all(_is_number(n) for n in names):
         shown = ", ".join(repr(n) for n in names[:4]) + (", ..." if len(names) > 4 else "")
         _fail(path, f"line 1 holds numbers ({shown}), not column names: the first row must "
                     "be a header naming every column")
-    dupes = sorted({n for n in named if names.count(n) > 1})
+    dupes = sorted(n for n, c in Counter(named).items() if c > 1)  # linear, not n^2
     if dupes:
         _fail(path, f"the header names {', '.join(map(repr, dupes))} more than once")
     if src.target not in names:
@@ -196,16 +196,18 @@ def _csv_layout(src: Csv, header: list[str]) -> _Layout:
     if not src.features:
         _fail(path, "`features` is empty; list columns or leave it out to use every column "
                     "but the target")
-    unknown = [f"{f!r}{_did_you_mean(f, named)}" for f in src.features if f not in names]
+    present = set(names)
+    unknown = [f"{f!r}{_did_you_mean(f, named)}" for f in src.features if f not in present]
     if unknown:
         _fail(path, f"feature column{'s' if len(unknown) > 1 else ''} "
                     f"{', '.join(unknown)} not found; {listing}")
-    twice = sorted({f for f in src.features if src.features.count(f) > 1})
+    twice = sorted(f for f, c in Counter(src.features).items() if c > 1)
     if twice:
         _fail(path, f"`features` lists {', '.join(map(repr, twice))} more than once")
     if src.target in src.features:
         _fail(path, f"the target column {src.target!r} is also listed in `features`")
-    return _Layout(names, target, [names.index(f) for f in src.features])
+    where = {n: i for i, n in reversed(list(enumerate(names)))}
+    return _Layout(names, target, [where[f] for f in src.features])
 
 
 def _csv_scan(src: Csv, with_features: bool) -> tuple[_Layout, _Target, np.ndarray | None]:
@@ -337,6 +339,11 @@ def _npy_header(path: Path, zf: zipfile.ZipFile, key: str, field: str) -> tuple[
     except (ValueError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
         _fail(path, f"array {key!r} is not a readable .npy array: {exc}")
     _check_dtype(path, key, dtype, strings=field == "y_key")
+    from ..budget import check_claimed
+
+    info = zf.getinfo(member)
+    check_claimed(path, math.prod(shape) * dtype.itemsize, info.compress_size,
+                  info.compress_type != zipfile.ZIP_STORED, f"array {key!r} of shape {shape}")
     return tuple(shape), dtype
 
 
@@ -453,6 +460,9 @@ class _Idx:
     def read(self, count: int) -> np.ndarray:
         """The first `count` samples, shape (count, *dims[1:])."""
         want = count * self.item_bytes
+        from ..budget import check_bytes
+
+        check_bytes(want, f"{self.path}: reading {count:,} samples")
         with _idx_errors(self.path), self.open() as f:
             f.read(self.offset)
             data = f.read(want)
@@ -502,7 +512,12 @@ def _idx_header(path: Path, ndim: int, what: str) -> _Idx:
     if 0 in dims:
         _fail(path, f"the header gives dimensions {dims}: no {what}")
     idx = _Idx(path, np.dtype(_IDX_TYPES[magic[2]][0]), dims, gzipped, 4 + 4 * ndim)
-    if not gzipped:  # a raw file's size tells truncation without reading it
+    if gzipped:  # deflate expands ~1032:1 at most: the header cannot claim more
+        from ..budget import check_claimed
+
+        check_claimed(path, idx.offset + dims[0] * idx.item_bytes, path.stat().st_size, True,
+                      f"the header ({dims[0]:,} {what} of shape {list(dims[1:])})")
+    else:  # a raw file's size tells truncation without reading it
         want, have = idx.offset + dims[0] * idx.item_bytes, path.stat().st_size
         if have < want:
             _fail(path, f"truncated: the header promises {dims[0]:,} {what} of shape "

@@ -4,6 +4,7 @@ rules and the shape check run. Every problem is reported in one pass."""
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..data.sources import SourceInfo
-from ..errors import DataError, Issue, SpecError
+from ..errors import DataError, Issue, SpecError, SpecnetError
 from ..layers import Layer, Linear, Softmax, fmt_shape
 from ..shapes import LocatedShapeError, Summary, infer
 from .base import Shape, did_you_mean
@@ -218,11 +219,35 @@ def _output_issue(spec: Spec, out: Shape, width: int) -> str:
             f"the last layer `linear: {width}` or `linear: auto`")
 
 
-def check(spec: Spec, source: Source | None = None) -> Checked:
+def as_spec(obj: Any, caller: str) -> tuple[Spec, Source | None]:
+    """(Spec, its Source) from a Spec, a spec file path (str or Path) or a dict of spec
+    data; SpecnetError naming `caller` and the type it got otherwise."""
+    if isinstance(obj, Spec):
+        return obj, None
+    if isinstance(obj, str | os.PathLike):
+        src = load_file(Path(obj))
+        return validate(src), src
+    if isinstance(obj, dict):
+        src = Source(obj)
+        return validate(src), src
+    raise SpecnetError(f"{caller}: expected a Spec, a spec file path or a dict of spec data, "
+                       f"got {type(obj).__name__} {_short_repr(obj)}")
+
+
+def _short_repr(obj: Any) -> str:
+    text = repr(obj)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check(spec: Spec | str | Path | dict[str, Any], source: Source | None = None) -> Checked:
     """Run the cross-field rules and the shape check; raises SpecError on any error.
 
-    Warnings (double softmax, ...) come back in `Checked.warnings`, or with the errors.
+    `spec`: a Spec, a spec file path or a dict of spec data. Warnings (double softmax, ...)
+    come back in `Checked.warnings`, or with the errors.
     """
+    if not isinstance(spec, Spec):
+        spec, loaded = as_spec(spec, "specnet.check")
+        source = source or loaded
     src = source or Source({})
     try:
         info = spec.data.info()
@@ -250,6 +275,9 @@ def check(spec: Spec, source: Source | None = None) -> Checked:
         if width is not None and summary.output_shape != (width,):
             issues.append(src.issue(("model", len(spec.model) - 1),
                                     _output_issue(spec, summary.output_shape, width)))
+        from ..budget import spec_issues
+
+        issues += [src.issue(p, m) for p, m in spec_issues(spec, info, summary)]
         if summary.size_bytes > LARGE_MODEL_BYTES:
             issues.append(src.issue(("model",), f"the model holds {summary.trainable:,} "
                                                 f"parameters ({summary.size_bytes / 2**30:.1f} "

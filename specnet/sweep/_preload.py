@@ -6,7 +6,13 @@ Nothing here runs torch code: the server must not start thread pools before it f
 
 from __future__ import annotations
 
-import sklearn.model_selection  # noqa: F401
-import torch._dynamo  # noqa: F401  (imported by the first optimizer step otherwise: ~1 s)
+import signal
 
-import specnet.trainer  # noqa: F401
+# Ctrl-C reaches the whole process group: the forkserver (importing, below) and the
+# workers it forks (they inherit this) ignore it, and the parent stops them.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+import sklearn.model_selection  # noqa: E402, F401
+import torch._dynamo  # noqa: E402, F401  (imported by the first optimizer step otherwise: ~1 s)
+
+import specnet.trainer  # noqa: E402, F401

@@ -217,6 +217,25 @@ def _path_issues(raw: dict[str, Any], src: Source) -> list[Issue]:
     return issues
 
 
+def _check_size(section: SweepSection, src: Source) -> None:
+    """SpecError when the sweep holds more than `max_trainings` trainings (counted from
+    the section's lengths, before any variant exists)."""
+    from ..budget import sweep_trainings
+
+    cv = section.cv if isinstance(section.cv, CrossValidation) else None
+    # Nested cv repeats the whole selection once per outer fold.
+    folds = cv.folds * (1 + (cv.nested or 0)) if cv is not None else 1
+    total = sweep_trainings(len(section.variants or {}),
+                            [len(v) for v in (section.grid or {}).values()],
+                            section.random.trials if section.random else 0,
+                            folds, section.repeats)
+    if total > section.max_trainings:
+        raise SpecError([src.issue(("sweep",), (
+            f"the sweep holds {total:,} trainings (variants x grid x trials x folds x "
+            f"repeats), over sweep.max_trainings = {section.max_trainings:,}; sweep fewer "
+            "values, or raise the cap with `max_trainings:` in the sweep section"))])
+
+
 def sweep_from_source(src: Source) -> Sweep:
     """`load_sweep` for an already loaded Source."""
     if "sweep" not in src.data:
@@ -242,6 +261,7 @@ def sweep_from_source(src: Source) -> Sweep:
             issues += [_relocate(i, origins) for i in exc.issues]
         raise SpecError(sorted(issues, key=lambda i: (i.file, i.line, i.col)))
     name = section.name or Path(src.file).stem
+    _check_size(section, src)
     points = expand(section)
     found: list[tuple[str, Issue]] = []
     variants: list[Variant] = []

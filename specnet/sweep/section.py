@@ -146,6 +146,9 @@ class SweepSection(Strict):
     train/validation/test split."""
     repeats: int = Field(1, ge=1, le=100)
     """Train each variant (and fold) with seeds seed, seed+1, ..., seed+repeats-1."""
+    max_trainings: int = Field(10_000, ge=1)
+    """Most trainings (variants x folds x repeats) the sweep may hold; counted before
+    anything is expanded."""
     labels: dict[str, str] = Field(default_factory=dict)
     """Short names for swept keys in variant names, e.g. {model[0].repeat: layers}."""
     metric: str | None = None

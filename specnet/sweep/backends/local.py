@@ -45,6 +45,10 @@ class LocalBackend:
 def _init_worker(threads: int) -> None:
     import torch
 
+    from ...signals import ignore_sigint
+
+    ignore_sigint()  # Ctrl-C reaches the process group: the parent stops the workers
+
     torch.set_num_threads(threads)
     with contextlib.suppress(RuntimeError):  # already set in this process
         torch.set_num_interop_threads(1)
@@ -125,6 +129,13 @@ def execute(jobs: list[Job], processes: int, threads: int,
                     break
                 finish(run_job(job))
             feeder.join()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: end the workers now, not after their jobs
+            from ...signals import stop_pool
+
+            with lock:
+                queue.clear()
+            stop_pool(pool)
+            raise
         finally:
             with lock:
                 queue.clear()  # stops the feeder after an error or Ctrl-C here

@@ -128,11 +128,13 @@ def test_kill9_during_export_never_breaks_the_artifact(run_dir: Path, tmp_path: 
     t0 = time.perf_counter()
     specnet.export_run(run, out)
     took = time.perf_counter() - t0
+    complete = sorted(p.name for p in out.iterdir())
+    assert set(FILES.values()) <= set(complete)
     rng = random.Random(10)
     for _ in range(4):
         killed_at(rng.uniform(0.0, took * 1.2), lambda: specnet.export_run(run, out))
         recover(out)  # what the next command does first
-        assert sorted(p.name for p in out.iterdir()) == sorted(FILES.values())
+        assert sorted(p.name for p in out.iterdir()) == complete
         assert Runtime(out).artifact.name == "xor"  # complete: old or new, never half
         assert sorted(p.name for p in out.parent.iterdir()) == ["notes.txt", "xor"]
     assert (tmp_path / "exports" / "notes.txt").read_text() == "mine"
@@ -147,6 +149,7 @@ def test_kill9_during_build_then_resume(tmp_path: Path, monkeypatch: pytest.Monk
     code, _ = cli("build", "xor.yaml", "-q", "-o", "first")
     took = time.perf_counter() - t0
     assert code == 0
+    complete = sorted(p.name for p in Path("first").iterdir())
     shutil.rmtree("first")
     rng = random.Random(11)
     for _ in range(2):
@@ -154,8 +157,7 @@ def test_kill9_during_build_then_resume(tmp_path: Path, monkeypatch: pytest.Monk
                   lambda: main(["build", "xor.yaml", "-q", "--resume"], standalone_mode=False))
         recover(tmp_path / "exports" / "xor")
         art = Path("exports/xor")
-        assert not art.exists() or sorted(p.name for p in art.iterdir()) == sorted(
-            FILES.values())
+        assert not art.exists() or sorted(p.name for p in art.iterdir()) == complete
     code, output = cli("build", "xor.yaml", "-q", "--resume")
     assert code == 0, output
     assert sorted(p.name for p in Path("exports").iterdir()) == ["xor"]  # no .xor.run left

@@ -7,11 +7,9 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,66 +18,13 @@ import numpy as np
 import onnx
 import pytest
 from _exports import exported
+from _server import Server, start
 
 from specnet.runtime import Runtime
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]]
 MAX_ROWS = 500
 MAX_BODY_MB = 0.05  # 52,428 bytes
-
-
-@dataclass
-class Server:
-    """A `specnet serve` subprocess and everything it printed."""
-
-    proc: subprocess.Popen[str]
-    url: str = ""
-    log: list[str] = field(default_factory=list)
-    reader: threading.Thread | None = None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
-                self.proc.kill()
-                self.proc.wait()
-        if self.reader is not None:
-            self.reader.join(timeout=15)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
-def start(model: Path, *args: str, wait: bool = True) -> Server:
-    """Start `specnet serve MODEL --port 0`; wait until it says where it listens."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "specnet.cli", "serve", str(model), "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    server = Server(proc)
-    found = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            server.log.append(line)
-            m = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
-            if m:
-                server.url = m.group(1)
-                found.set()
-
-    server.reader = threading.Thread(target=read, daemon=True)
-    server.reader.start()
-    if not wait:
-        proc.wait(timeout=60)
-        server.stop()  # joins the reader: the log is complete
-        return server
-    deadline = time.monotonic() + 60
-    while not found.wait(0.1):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise AssertionError("server did not start:\n" + "".join(server.log))
-    return server
 
 
 @pytest.fixture(scope="module")

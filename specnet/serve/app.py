@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, Response
@@ -31,6 +33,7 @@ from ..runtime import Runtime, dumps, predictions, rows_from_lists, rows_from_re
 from . import openapi
 from .limits import InFlight, Limits, WorkerPool
 from .protocol import (
+    CHUNK,
     EXTENSIONS,
     MODEL_VERSION,
     ProtocolError,
@@ -191,7 +194,7 @@ class Service:
                                      f"request, got {len(items)}")
         _refuse_bools(art.feature_names, keys[0], items)
         X = (rows_from_records(art, items) if keys[0] == "records"
-             else rows_from_lists(art, items))
+             else _rows(art, items))
         return {"model": art.name, **predictions(art, self.runtime.run(X))}, len(X)
 
     def index(self, body: bytes, headers: dict[str, str]) -> tuple[Any, int]:
@@ -274,6 +277,21 @@ def _refuse_bools(names: list[str], key: str, items: list[Any]) -> None:
                 col = repr(names[j]) if j < len(names) else str(j + 1)
                 raise ProtocolError(400, f"row {i + 1}, column {col}: expected a number, got "
                                          f"{'true' if v is True else 'false' if v is False else v}")
+
+
+def _rows(art: Any, items: list[Any]) -> Any:
+    """rows_from_lists in slices of CHUNK rows (see protocol.CHUNK), row numbers kept."""
+    if len(items) <= CHUNK:
+        return rows_from_lists(art, items)
+    parts = []
+    for i in range(0, len(items), CHUNK):
+        try:
+            parts.append(rows_from_lists(art, items[i:i + CHUNK]))
+        except ModelInputError as exc:
+            m = re.match(r"row (\d+)", str(exc))
+            text = (f"row {int(m.group(1)) + i}{str(exc)[m.end():]}" if m else str(exc))
+            raise ModelInputError(text) from None
+    return np.concatenate(parts)
 
 
 def _retry(status: int) -> Headers:

@@ -239,7 +239,7 @@ def decode_tensor(name: str, datatype: Any, shape: Any, *, data: Any = None,
         raise ProtocolError(400, f"input {name!r}: 'data' must hold numbers ({datatype}); "
                                  "found true/false")
     try:
-        arr = np.asarray(data)
+        arr = to_array(data)
     except (ValueError, TypeError, OverflowError):
         raise ProtocolError(400, f"input {name!r}: 'data' must be a flat (or evenly "
                                  "nested) list of numbers; it is ragged") from None
@@ -250,6 +250,22 @@ def decode_tensor(name: str, datatype: Any, shape: Any, *, data: Any = None,
         raise ProtocolError(400, f"input {name!r}: shape {dims} needs {size} values, "
                                  f"'data' has {arr.size}")
     return _in_range(name, arr.reshape(dims), datatype)
+
+
+CHUNK = 2048
+"""List items numpy converts per call: numpy holds the GIL while it converts a list, so
+large ones go in slices and the event loop thread gets a turn in between."""
+
+
+def to_array(data: list[Any]) -> np.ndarray:
+    """np.asarray(data) for a (nested) list, in slices of CHUNK items; ValueError when
+    ragged (as numpy would raise)."""
+    if len(data) <= CHUNK:
+        return np.asarray(data)
+    parts = [np.asarray(data[i:i + CHUNK]) for i in range(0, len(data), CHUNK)]
+    if len({p.shape[1:] for p in parts}) != 1:
+        raise ValueError("ragged")
+    return np.concatenate(parts)
 
 
 def _in_range(name: str, arr: np.ndarray, datatype: str) -> np.ndarray:

@@ -14,10 +14,11 @@ from fastapi.openapi.utils import get_openapi
 
 from ..artifact import Artifact
 from .limits import Limits
-from .protocol import NUMERIC
+from .protocol import MODEL_VERSION, NUMERIC
 
-FLOAT32_MAX = 3.4e38
-"""Finite numbers a float32 input holds (np.finfo(np.float32).max is 3.4028235e38)."""
+FLOAT32_LIMIT = 3.4028235677973366e38
+"""The smallest magnitude that rounds to infinity as float32 (its max plus half an ulp):
+a JSON number is a finite float32 input exactly when its magnitude is below this."""
 
 _ERROR = {"type": "object", "required": ["error"],
           "properties": {"error": {"type": "string", "description": "What was wrong."}}}
@@ -72,7 +73,8 @@ class Docs:
     # ------------------------------------------------------------ bodies
 
     def _number(self) -> dict[str, Any]:
-        return {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
+        return {"type": "number", "exclusiveMinimum": -FLOAT32_LIMIT,
+                "exclusiveMaximum": FLOAT32_LIMIT}
 
     def infer_body(self) -> dict[str, Any]:
         """v2 inference request."""
@@ -151,8 +153,14 @@ class Docs:
             for op in path.values():
                 op.get("responses", {}).pop("422", None)
                 for p in op.get("parameters", []):
+                    if p.get("in") != "path":
+                        continue
                     if p.get("name") == "version":
                         p["description"] = "Model version (every model has version 1)."
+                        p["schema"] = {"type": "string", "enum": [MODEL_VERSION]}
+                    elif p.get("name") == "name":
+                        p["description"] = "Model name."
+                        p["schema"] = {"type": "string", "enum": [self.art.name]}
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)

@@ -284,14 +284,14 @@ def _in_range(name: str, arr: np.ndarray, datatype: str) -> np.ndarray:
             raise ProtocolError(400, f"input {name!r}: {bad} is out of the {datatype} range "
                                      f"[{info.min}, {info.max}]")
         return arr.astype(dtype)
-    finfo = np.finfo(dtype)
     with np.errstate(over="ignore", invalid="ignore"):
-        big = np.abs(arr.astype(np.float64)) > finfo.max
+        cast = arr.astype(dtype)
+        big = np.isinf(cast) & np.isfinite(arr)
     if big.any():
         bad = arr.reshape(-1)[int(np.argmax(big.reshape(-1)))]
         raise ProtocolError(400, f"input {name!r}: {bad} is out of the {datatype} range "
-                                 f"(largest magnitude {float(finfo.max):g})")
-    return arr.astype(dtype)
+                                 f"(largest magnitude {float(np.finfo(dtype).max):g})")
+    return cast
 
 
 def _first_non_number(data: list[Any]) -> Any:

@@ -24,6 +24,20 @@ def app_from_env() -> Any:
                       threads=cfg["threads"], limits=limits)
 
 
+def _healthcheck(uvicorn: Any) -> dict[str, int]:
+    """A worker start-up allowance for uvicorn >= 0.37 (which pings its workers).
+
+    Each worker is a fresh (spawned) interpreter that imports numpy, onnxruntime and
+    FastAPI before it can answer the supervisor's ping: several seconds on a loaded
+    machine, past uvicorn's default of 5, after which it kills and restarts the worker.
+    """
+    import inspect
+
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        return {"timeout_worker_healthcheck": 60}
+    return {}
+
+
 def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           threads: int | None = None, limits: Limits | None = None,
           allow_unverified: bool = False, access_log: bool = False,
@@ -49,11 +63,7 @@ def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, worke
         uvicorn.run(app, host=host, port=port, workers=workers, factory=workers > 1,
                     access_log=access_log, log_level=log_level, http=GuardedHTTP,
                     timeout_keep_alive=limits.keep_alive,
-                    timeout_graceful_shutdown=limits.graceful_timeout,
-                    # Each worker is a fresh (spawned) interpreter that imports numpy,
-                    # onnxruntime and FastAPI before it can answer the supervisor's ping:
-                    # several seconds on a loaded machine, past uvicorn's default of 5.
-                    timeout_worker_healthcheck=60)
+                    timeout_graceful_shutdown=limits.graceful_timeout, **_healthcheck(uvicorn))
     except SystemExit as exc:
         # uvicorn logs why it could not start (e.g. the port is taken) and exits with 3,
         # the code specnet keeps for a failed verification.

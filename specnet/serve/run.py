@@ -24,7 +24,7 @@ def app_from_env() -> Any:
                       threads=cfg["threads"], limits=limits)
 
 
-def _healthcheck(uvicorn: Any) -> dict[str, int]:
+def _healthcheck(uvicorn: Any) -> dict[str, Any]:
     """A worker start-up allowance for uvicorn >= 0.37 (which pings its workers).
 
     Each worker is a fresh (spawned) interpreter that imports numpy, onnxruntime and

@@ -102,24 +102,43 @@ async def read_body(receive: Receive, length: str | None, limits: Limits) -> byt
         if int(length) > limits.max_body_bytes:
             raise ProtocolError(413, f"body too large: at most {limits.max_body_bytes} "
                                      f"bytes, got {int(length)}")
+    # One timer per request cancels the read at the deadline (cheaper than wait_for,
+    # which would start a task for every receive).
+    task = asyncio.current_task()
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        if task is not None:
+            task.cancel()
+
+    timer = asyncio.get_running_loop().call_later(limits.body_timeout, expire)
     chunks: list[bytes] = []
     size = 0
-    deadline = time.monotonic() + limits.body_timeout
-    while True:
-        try:
-            message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
-            raise ProtocolError(408, f"request body not received within "
-                                     f"{limits.body_timeout:g} s") from None
-        if message["type"] == "http.disconnect":
-            raise ProtocolError(400, "the client disconnected before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limits.max_body_bytes:
-            raise ProtocolError(413, f"body too large: at most {limits.max_body_bytes} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ProtocolError(400, "the client disconnected before sending the whole "
+                                         "body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limits.max_body_bytes:
+                raise ProtocolError(413, f"body too large: at most {limits.max_body_bytes} "
+                                         "bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except asyncio.CancelledError:
+        if not expired:
+            raise
+        if task is not None:
+            task.uncancel()
+        raise ProtocolError(408, f"request body not received within "
+                                 f"{limits.body_timeout:g} s") from None
+    finally:
+        timer.cancel()
 
 
 class Service:
@@ -158,9 +177,10 @@ class Service:
             cut = int(header_length)
             view = memoryview(body)
             req = parse_infer_request(json_object(view[:cut], "'inputs'"), view[cut:],
-                                      self.limits.max_rows)
+                                      self.limits.max_rows, _has_bool_token(view[:cut]))
         else:
-            req = parse_infer_request(json_object(body, "'inputs'"), None, self.limits.max_rows)
+            req = parse_infer_request(json_object(body, "'inputs'"), None, self.limits.max_rows,
+                                      _has_bool_token(body))
         check_outputs(self.art, req)
         X = model_input(self.art, req, self.limits.max_rows)
         t_in = time.perf_counter_ns()
@@ -192,7 +212,8 @@ class Service:
         if len(items) > self.limits.max_rows:
             raise ProtocolError(413, f"too many rows: at most {self.limits.max_rows} per "
                                      f"request, got {len(items)}")
-        _refuse_bools(art.feature_names, keys[0], items)
+        if b"true" in body or b"false" in body:  # JSON booleans, or text that holds them
+            _refuse_bools(art.feature_names, keys[0], items)
         X = (rows_from_records(art, items) if keys[0] == "records"
              else _rows(art, items))
         return {"model": art.name, **predictions(art, self.runtime.run(X))}, len(X)
@@ -292,6 +313,11 @@ def _rows(art: Any, items: list[Any]) -> Any:
             text = (f"row {int(m.group(1)) + i}{str(exc)[m.end():]}" if m else str(exc))
             raise ModelInputError(text) from None
     return np.concatenate(parts)
+
+
+def _has_bool_token(body: bytes | memoryview) -> bool:
+    data = bytes(body)
+    return b"true" in data or b"false" in data
 
 
 def _retry(status: int) -> Headers:

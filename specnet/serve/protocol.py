@@ -202,7 +202,8 @@ def _shape(shape: Any, name: str) -> list[int]:
 
 
 def decode_tensor(name: str, datatype: Any, shape: Any, *, data: Any = None,
-                  raw: bytes | memoryview | None = None) -> np.ndarray:
+                  raw: bytes | memoryview | None = None, check_bools: bool = True,
+                  ) -> np.ndarray:
     """One input tensor as a numpy array of `shape`, from JSON `data` or `raw` bytes.
 
     raw: little-endian, row-major; BYTES elements as a 4-byte little-endian length and the
@@ -235,7 +236,7 @@ def decode_tensor(name: str, datatype: Any, shape: Any, *, data: Any = None,
                                  f"{type(data).__name__}")
     if datatype == "BYTES":
         return _bytes_from_json(name, data, dims, size)
-    if contains_bool(data):
+    if check_bools and contains_bool(data):
         raise ProtocolError(400, f"input {name!r}: 'data' must hold numbers ({datatype}); "
                                  "found true/false")
     try:
@@ -364,10 +365,12 @@ def encode_bytes(arr: np.ndarray) -> bytes:
 
 
 def parse_infer_request(header: Mapping[str, Any], binary: bytes | memoryview | None,
-                        max_rows: int | None = None) -> InferRequest:
+                        max_rows: int | None = None, check_bools: bool = True,
+                        ) -> InferRequest:
     """An HTTP/REST inference request: the JSON object, and the bytes after it (binary
     tensor data, in input order, `binary_data_size` each). A first dimension over
-    `max_rows` is a 413 before any data is decoded."""
+    `max_rows` is a 413 before any data is decoded. check_bools=False skips the search
+    for true/false in `data` lists (when the raw JSON holds neither token)."""
     inputs = header.get("inputs")
     if not isinstance(inputs, list) or not inputs or not all(isinstance(t, dict)
                                                              for t in inputs):
@@ -416,7 +419,8 @@ def parse_infer_request(header: Mapping[str, Any], binary: bytes | memoryview | 
             if "data" not in t:
                 raise ProtocolError(400, f"input {name!r} has no 'data' (nor a "
                                          "binary_data_size parameter)")
-            arr = decode_tensor(name, t.get("datatype"), t.get("shape"), data=t["data"])
+            arr = decode_tensor(name, t.get("datatype"), t.get("shape"), data=t["data"],
+                                check_bools=check_bools)
         arrays[name] = arr
         datatypes[name] = t["datatype"]
     if pos != len(view):

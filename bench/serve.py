@@ -116,11 +116,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def load(port: int, path: str, body: bytes, requests: int, connections: int,
-         pid: int | None = None) -> dict[str, Any]:
+         pid: int | None = None, headers: str = "") -> dict[str, Any]:
     """Send `requests` POSTs over `connections` keep-alive connections; figures (and the
-    server's CPU time per request when its `pid` is given)."""
-    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
-               f"\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    server's CPU time per request when its `pid` is given). `headers`: extra header lines,
+    each ending in CRLF."""
+    kind = "application/octet-stream" if headers else "application/json"
+    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {kind}\r\n"
+               f"{headers}Content-Length: {len(body)}\r\n\r\n").encode() + body
     latencies: list[float] = []
     statuses: list[int] = []
     per = max(1, requests // connections)
@@ -160,6 +162,34 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return kb["VmRSS"] / 1024, kb["VmHWM"] / 1024
 
 
+def binary_request(X: np.ndarray) -> tuple[bytes, str]:
+    """(body, extra headers) of a v2 request carrying X as binary tensor data, asking for
+    binary outputs (what tritonclient's infer() sends by default)."""
+    raw = np.ascontiguousarray(X, dtype="<f4").tobytes()
+    head = json.dumps({"inputs": [{"name": "input", "shape": list(X.shape), "datatype": "FP32",
+                                   "parameters": {"binary_data_size": len(raw)}}],
+                       "parameters": {"binary_data_output": True}}).encode()
+    return head + raw, f"Inference-Header-Content-Length: {len(head)}\r\n"
+
+
+def in_process_rows_per_s(folder: Path, X: np.ndarray, seconds: float = 2.0) -> float:
+    """onnxruntime in this process on the same batch, one thread (as the server has)."""
+    from specnet.runtime import Runtime
+
+    rt = Runtime(folder, threads=1)
+    rt.run(X)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        rt.run(X)
+        n += 1
+    return n * len(X) / (time.perf_counter() - start)
+
+
+EXTRA: list[Any] = []
+"""Hooks: functions (folder, args) -> dict of figures, run after the HTTP measurements
+and printed with them (the gRPC benchmark adds `grpc vs HTTP binary` here)."""
+
+
 def _pin(cores: set[int]) -> Any:
     def pin() -> None:
         os.sched_setaffinity(0, cores)
@@ -182,6 +212,7 @@ def measure(servers: dict[str, list[str]], args: argparse.Namespace) -> list[dic
     with contextlib.ExitStack() as stack:
         running = {name: stack.enter_context(server(cmd, _pin({0}) if pin else None))
                    for name, cmd in servers.items()}
+        binary, binary_headers = binary_request(rng.normal(4, 1, (1000, 4)))
         for port, _ in running.values():  # warm-up
             load(port, "/predict", one, 200, 16)
             load(port, "/predict", many, 16, 8)
@@ -195,6 +226,12 @@ def measure(servers: dict[str, list[str]], args: argparse.Namespace) -> list[dic
                     b["single"] = single
                 if batch["requests_per_s"] > b["batch"]["requests_per_s"]:
                     b["batch"] = batch
+                if name.startswith("specnet"):
+                    binb = load(port, "/v2/models/iris/infer", binary, args.batch_requests * 4,
+                                8, pid, binary_headers)
+                    if binb["requests_per_s"] > b.get("binary", {"requests_per_s": 0})[
+                            "requests_per_s"]:
+                        b["binary"] = binb
         results = []
         for name, (_, pid) in running.items():
             rss, peak = rss_mb(pid)
@@ -203,6 +240,65 @@ def measure(servers: dict[str, list[str]], args: argparse.Namespace) -> list[dic
                             "rows_per_s": b["batch"]["requests"] * 1000 / b["batch"]["seconds"],
                             "rss_mb": rss, "peak_rss_mb": peak})
     return results
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def workers_rows_per_s(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Binary 1,000-row rows/s of `specnet serve --workers 1` and `--workers 2` (unpinned:
+    two workers need two cores), and the RSS of every worker process."""
+    rng = np.random.default_rng(1)
+    body, headers = binary_request(rng.normal(4, 1, (1000, 4)))
+    out: dict[str, Any] = {}
+    for workers in (1, 2):
+        cmd = [sys.executable, "-m", "specnet.cli", "serve", str(folder), "--port", "0",
+               "--workers", str(workers), "--threads", "1"]
+        with server(cmd) as (port, pid):
+            deadline = time.monotonic() + 120
+            while True:  # workers start after the parent announces the port
+                try:
+                    load(port, "/v2/models/iris/infer", body, 64, 16, None, headers)  # warm-up
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+            best = 0.0
+            for _ in range(args.rounds):
+                r = load(port, "/v2/models/iris/infer", body, args.batch_requests * 8, 16,
+                         None, headers)
+                assert r["errors"] == 0, r
+                best = max(best, r["requests_per_s"] * 1000)
+            procs = _children(pid) if workers > 1 else [pid]
+            out[f"workers_{workers}"] = {"rows_per_s": best,
+                                         "rss_mb": [rss_mb(p)[0] for p in procs]}
+    return out
+
+
+def summary(results: list[dict[str, Any]], in_process: float,
+            workers: dict[str, Any]) -> str:
+    """The issue's goals, measured."""
+    ours, plain = results[0], results[-1]
+    binary = ours["binary"]["requests_per_s"] * 1000
+    w1, w2 = workers["workers_1"]["rows_per_s"], workers["workers_2"]["rows_per_s"]
+    rss = max(workers["workers_2"]["rss_mb"] + workers["workers_1"]["rss_mb"]
+              + [ours["rss_mb"]])
+    single = ours["single"]["requests_per_s"] / plain["single"]["requests_per_s"]
+    return "\n".join([
+        "",
+        "| goal | measured |",
+        "|---|---:|",
+        f"| 1,000-row binary requests >= 25% of in-process onnxruntime | {binary:,.0f} vs "
+        f"{in_process:,.0f} rows/s = **{binary / in_process:.0%}** |",
+        f"| single-row req/s >= 2.5x plain FastAPI + torch (p99 stated) | **{single:.1f}x** "
+        f"(p99 {ours['single']['p99_ms']:.2f} vs {plain['single']['p99_ms']:.2f} ms) |",
+        f"| --workers 2 >= 1.7x --workers 1 rows/s (binary, 1,000 rows) | {w2:,.0f} vs "
+        f"{w1:,.0f} = **{w2 / w1:.2f}x** |",
+        f"| server RSS < 150 MB per worker | max **{rss:.0f} MiB** |",
+    ])
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -250,9 +346,18 @@ def main() -> None:
                                             "--port", "0"],
             "plain FastAPI + torch": [py, str(HERE / "plain_server.py"), str(folder), "0"],
         }, args)
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        X = np.random.default_rng(1).normal(4, 1, (1000, 4)).astype(np.float32)
+        in_process = in_process_rows_per_s(folder, X)
+        workers = workers_rows_per_s(folder, args)
+        extra = [hook(folder, args) for hook in EXTRA]
     print(table(results))
+    print(summary(results, in_process, workers))
+    for figures in extra:
+        print(json.dumps(figures))
     args.json.parent.mkdir(exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    args.json.write_text(json.dumps({"servers": results, "in_process_rows_per_s": in_process,
+                                     "workers": workers, "extra": extra}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

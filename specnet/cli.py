@@ -618,6 +618,19 @@ def evaluate(model: Path, data_path: str, output: Path | None, target: tuple[str
               help="Most rows one request may carry (more: 413).")
 @click.option("--max-body-mb", type=click.FloatRange(min=0.001), default=8.0,
               show_default=True, help="Largest request body in MiB (larger: 413).")
+@click.option("--limit-concurrency", type=click.IntRange(min=1), default=1024,
+              show_default=True, help="Most requests in flight (more: 503 at once) and open "
+                                      "connections (more: the oldest idle ones are closed).")
+@click.option("--max-queue", type=click.IntRange(min=0), default=64, show_default=True,
+              help="Large requests waiting for the inference pool (more: 503).")
+@click.option("--keep-alive", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Seconds an idle keep-alive connection stays open.")
+@click.option("--header-timeout", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True, help="Seconds a connection has to send a request head.")
+@click.option("--body-timeout", type=click.FloatRange(min=0.1), default=30.0,
+              show_default=True, help="Seconds a request has to send its body (more: 408).")
+@click.option("--graceful-timeout", type=click.IntRange(min=0), default=30, show_default=True,
+              help="Seconds SIGTERM waits for in-flight requests before stopping.")
 @click.option("--allow-unverified", is_flag=True,
               help="Serve a model whose verification is missing or failed.")
 @click.option("--grpc-port", type=click.IntRange(0, 65535), default=None,
@@ -629,18 +642,22 @@ def evaluate(model: Path, data_path: str, output: Path | None, target: tuple[str
               show_default=True)
 @handle_errors
 def serve(model: Path, host: str, port: int, workers: int, threads: int | None,
-          max_rows: int, max_body_mb: float, allow_unverified: bool, grpc_port: int | None,
+          max_rows: int, max_body_mb: float, limit_concurrency: int, max_queue: int,
+          keep_alive: int, header_timeout: float, body_timeout: float,
+          graceful_timeout: int, allow_unverified: bool, grpc_port: int | None,
           access_log: bool, log_level: str) -> None:
     """Serve an exported MODEL over HTTP (Open Inference Protocol v2 + /predict).
 
-    Endpoints: /v2/health/live, /v2/health/ready, /v2/models/<name>[/ready|/infer],
-    /predict, /metadata, /metrics (Prometheus). Runs on onnxruntime only (no torch).
-    Refuses a model whose verification is missing or failed unless --allow-unverified.
+    Endpoints: /v2/health/live, /v2/health/ready, /v2/models/<name>[/versions/1]
+    [/ready|/config|/stats|/infer], /v2/repository/index, /predict, /metadata, /metrics
+    (Prometheus), /openapi.json, /docs. Works with tritonclient and KServe's client as they
+    are (binary tensors, gzip). Runs on onnxruntime only (no torch). Refuses a model whose
+    verification is missing or failed unless --allow-unverified.
 
     \b
     Example:
       specnet serve exports/iris --port 8000
-      curl -s localhost:8000/predict -d '{"rows": [[5.1, 3.5, 1.4, 0.2]]}'
+      curl -s localhost:8000/predict --json '{"rows": [[5.1, 3.5, 1.4, 0.2]]}'
     """
     from .runtime import available_cores
     from .serve import Limits
@@ -649,13 +666,16 @@ def serve(model: Path, host: str, port: int, workers: int, threads: int | None,
     if threads is not None and threads * workers > available_cores():
         click.echo(f"warning: {workers} workers x {threads} threads exceeds the "
                    f"{available_cores()} available cores", err=True)
-    limits = Limits(max_rows=max_rows, max_body_bytes=int(max_body_mb * 1024 * 1024))
+    limits = Limits(max_rows=max_rows, max_body_bytes=int(max_body_mb * 1024 * 1024),
+                    limit_concurrency=limit_concurrency, max_queue=max_queue,
+                    keep_alive=keep_alive, header_timeout=header_timeout,
+                    body_timeout=body_timeout, graceful_timeout=graceful_timeout)
     from .signals import on_interrupt, raise_if_received
 
     on_interrupt("the server stopped; nothing to resume")
     grpc_server = None
     if grpc_port is not None:
-        from .grpc_server import GrpcLimits, serve_model
+        from .serve.grpc import GrpcLimits, serve_model
 
         grpc_server = serve_model(model, host=host, port=grpc_port, threads=threads,
                                   allow_unverified=allow_unverified, limits=GrpcLimits(

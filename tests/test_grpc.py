@@ -25,8 +25,8 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from specnet.cli import main
-from specnet.grpc_server import GrpcLimits, GrpcServer, serve_model
 from specnet.runtime import Runtime
+from specnet.serve.grpc import GrpcLimits, GrpcServer, serve_model
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]],
                 np.float32)

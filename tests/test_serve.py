@@ -7,11 +7,9 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,66 +18,13 @@ import numpy as np
 import onnx
 import pytest
 from _exports import exported
+from _server import Server, start
 
 from specnet.runtime import Runtime
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]]
 MAX_ROWS = 500
 MAX_BODY_MB = 0.05  # 52,428 bytes
-
-
-@dataclass
-class Server:
-    """A `specnet serve` subprocess and everything it printed."""
-
-    proc: subprocess.Popen[str]
-    url: str = ""
-    log: list[str] = field(default_factory=list)
-    reader: threading.Thread | None = None
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
-                self.proc.kill()
-                self.proc.wait()
-        if self.reader is not None:
-            self.reader.join(timeout=15)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
-def start(model: Path, *args: str, wait: bool = True) -> Server:
-    """Start `specnet serve MODEL --port 0`; wait until it says where it listens."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "specnet.cli", "serve", str(model), "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    server = Server(proc)
-    found = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            server.log.append(line)
-            m = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
-            if m:
-                server.url = m.group(1)
-                found.set()
-
-    server.reader = threading.Thread(target=read, daemon=True)
-    server.reader.start()
-    if not wait:
-        proc.wait(timeout=60)
-        server.stop()  # joins the reader: the log is complete
-        return server
-    deadline = time.monotonic() + 60
-    while not found.wait(0.1):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise AssertionError("server did not start:\n" + "".join(server.log))
-    return server
 
 
 @pytest.fixture(scope="module")
@@ -178,28 +123,41 @@ BAD_REQUESTS: list[tuple[str, str, bytes | dict[str, Any], int, str]] = [
      "unknown model 'other': this server serves 'iris'"),
     ("wrong-tensor-name", "/v2/models/iris/infer", _v2(ROWS, name="x"), 400,
      "unknown input tensor 'x': this model's input is 'input'"),
-    ("wrong-datatype", "/v2/models/iris/infer", _v2(ROWS, datatype="BYTES"), 400,
-     "datatype must be one of FP32, FP64, got 'BYTES'"),
-    ("wrong-shape", "/v2/models/iris/infer", _v2(ROWS, shape=[3, 5]), 400,
+    ("bytes-for-a-numeric-model", "/v2/models/iris/infer",
+     _v2(ROWS, datatype="BYTES", data=["a"] * 12), 400,
+     "BYTES (text) tensors are only for models with text columns"),
+    ("bool-datatype", "/v2/models/iris/infer", _v2(ROWS, datatype="BOOL"), 400,
+     "BOOL tensors are not accepted"),
+    ("bool-in-numbers", "/v2/models/iris/infer", _v2(ROWS, data=[1, 2, True, 4] * 3), 400,
+     "must hold numbers (FP32); found true/false"),
+    ("bool-in-rows", "/predict", {"rows": [[1, 2, 3, 4], [1, False, 3, 4]]}, 400,
+     "row 2, column 'sepal width (cm)': expected a number, got false"),
+    ("int8-out-of-range", "/v2/models/iris/infer", _v2(ROWS, datatype="INT8",
+                                                       data=[1, 2, 300, 4] * 3), 400,
+     "300 is out of the INT8 range [-128, 127]"),
+    ("int-not-integral", "/v2/models/iris/infer", _v2(ROWS, datatype="INT32"), 400,
+     "INT32 values must be integers, got 5.1"),
+    ("wrong-shape", "/v2/models/iris/infer", _v2(ROWS, shape=[3, 5], data=[1] * 15), 400,
      "input shape must be [n, 4], got [3, 5]"),
     ("shape-data-mismatch", "/v2/models/iris/infer", _v2(ROWS, shape=[4, 4]), 400,
      "shape [4, 4] needs 16 values, 'data' has 12"),
     ("v2-text-data", "/v2/models/iris/infer", _v2([[1, 2, 3, 4]], data=[1, 2, "x", 4]), 400,
      "must hold numbers (FP32); found 'x'"),
     ("v2-no-inputs", "/v2/models/iris/infer", {"inputs": []}, 400,
-     "'inputs' must be a list of one tensor"),
+     "'inputs' must be a non-empty list of tensors"),
     ("v2-too-many-rows", "/v2/models/iris/infer", _v2([[1, 2, 3, 4]], shape=[10_000, 4]),
      413, f"too many rows: at most {MAX_ROWS}"),
     ("v2-wrong-output", "/v2/models/iris/infer", {**_v2(ROWS), "outputs": [{"name": "y"}]},
      400, "unknown output 'y': this model's output is 'probabilities'"),
     ("v2-datatype-not-a-string", "/v2/models/iris/infer", _v2(ROWS, datatype=["FP32"]), 400,
-     "datatype must be one of FP32, FP64, got ['FP32']"),
+     "datatype must be one of BOOL, UINT8, UINT16, UINT32, UINT64, INT8, INT16, INT32, "
+     "INT64, FP16, FP32, FP64, BYTES, got ['FP32']"),
     ("v2-outputs-not-objects", "/v2/models/iris/infer",
      {**_v2(ROWS), "outputs": ["probabilities"]}, 400,
-     """'outputs' must be a list of objects like {"name": "probabilities"}, got"""),
+     """'outputs' must be a list of objects like {"name": ...}, got"""),
     ("v2-outputs-not-a-list", "/v2/models/iris/infer",
      {**_v2(ROWS), "outputs": "probabilities"}, 400,
-     """'outputs' must be a list of objects like {"name": "probabilities"}, got"""),
+     """'outputs' must be a list of objects like {"name": ...}, got"""),
 ]
 
 

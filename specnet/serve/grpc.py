@@ -32,8 +32,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from .errors import ModelInputError, SpecnetError
-from .runtime import Runtime, check_array
+from ..errors import ModelInputError, SpecnetError
+from ..runtime import Runtime, check_array
 
 DEFAULT_THREADS = 4
 DEFAULT_MAX_CONCURRENT = 64
@@ -274,7 +274,7 @@ def _handler(grpc: Any, method: Callable[[Any], Any], name: str) -> Callable[[An
 
 
 def _generic_handler(grpc: Any, service: InferenceService) -> Any:
-    from .inference_proto import SERVICE, M
+    from ..inference_proto import SERVICE, M
 
     handlers = {}
     for rpc, (attr, req, resp) in _RPCS.items():
@@ -337,7 +337,7 @@ def open_models(model: str | Path, *, threads: int | None = None,
     """name -> Runtime of an exported model (folder or model.onnx), or of every model in a
     Triton model repository (`specnet export MODEL --target triton -o DIR`). An unverified
     model is refused unless `allow_unverified`, as `specnet serve` does."""
-    from .deploy.triton import is_repository, repository_models
+    from ..deploy.triton import is_repository, repository_models
 
     path = Path(model)
     paths = repository_models(path) if is_repository(path) else {"": path}
@@ -364,6 +364,6 @@ def serve_model(model: str | Path | Runtime, *, host: str = "127.0.0.1", port: i
         models = {model.artifact.name: model}
     else:
         models = open_models(model, threads=threads, allow_unverified=allow_unverified)
-    from . import __version__
+    from .. import __version__
 
     return start(models, host=host, port=port, limits=limits, version=__version__)

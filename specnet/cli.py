@@ -169,8 +169,13 @@ def schema(output: Path | None) -> None:
 @click.option("--resume", is_flag=True,
               help="Continue from the newest checkpoint in the run folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; only the summary.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads [default: the spec's training.threads, auto].")
+@click.option("--nproc", type=click.IntRange(min=1), default=None,
+              help="Data-parallel processes on this machine (torch's elastic launcher).")
 @handle_errors
-def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool) -> None:
+def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool, threads: int | None,
+          nproc: int | None) -> None:
     """Train SPEC; write checkpoints, history, metrics and weights to the run folder.
 
     Progress is a bar on a terminal and one line per epoch otherwise. A run that was
@@ -191,10 +196,17 @@ def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool) -> None:
         _echo_issue(issue)
     folder = run_dir if run_dir is not None else Path("runs") / checked.spec.name
     check_run_dir(folder, spec)
-    run = train_spec(checked.spec, folder, resume=resume, quiet=quiet)
-    m = run.metrics
+    from .distributed import is_writer, launch
+
+    if nproc is not None and nproc > 1:
+        m = launch(spec, nproc, folder, resume=resume, quiet=quiet, threads=threads)
+    else:
+        run = train_spec(checked.spec, folder, resume=resume, quiet=quiet, threads=threads)
+        if not is_writer():  # a rank other than 0 under torchrun: rank 0 reports
+            return
+        m = run.metrics
     stop = f", stopped early (best epoch {m['best_epoch']})" if m.get("stopped_early") else ""
-    click.echo(f"trained {run.spec.name}: {m['epochs_run']} epochs in "
+    click.echo(f"trained {checked.spec.name}: {m['epochs_run']} epochs in "
                f"{m['training_time_s']:.1f}s{stop}")
     for split in ("train", "val", "test"):
         if m.get(split):
@@ -294,8 +306,11 @@ def export_cmd(run_dir: Path, output: Path | None) -> None:
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
               help="Also keep the training run folder here (default: none is kept).")
 @click.option("-q", "--quiet", is_flag=True, help="No training progress output.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads [default: the spec's training.threads, auto].")
 @handle_errors
-def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool) -> None:
+def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool,
+          threads: int | None) -> None:
     """The whole pipeline: validate, train, export and verify SPEC -> exports/<name>/.
 
     A failure at any step (bad spec, diverged training, failed verification) leaves no
@@ -319,7 +334,7 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool) ->
         _echo_issue(issue)
     folder = output if output is not None else Path("exports") / checked.spec.name
     check_replaceable(folder, FILES.values(), "a specnet export")  # before training
-    run = train_spec(checked.spec, run_dir, quiet=quiet)
+    run = train_spec(checked.spec, run_dir, quiet=quiet, threads=threads)
     m = run.metrics
     test = "  ".join(f"{k} {v:.4f}" for k, v in (m.get("test") or {}).items()
                      if isinstance(v, float))
@@ -337,9 +352,11 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, quiet: bool) ->
               help="Output format [default: from -o's extension, else csv].")
 @click.option("--input-format", type=click.Choice(["csv", "json", "npy"]), default=None,
               help="Input format [default: from INPUT's extension].")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="onnxruntime threads [default: the available cores].")
 @handle_errors
 def predict(model: Path, input_path: str, output: Path | None, fmt: str | None,
-            input_format: str | None) -> None:
+            input_format: str | None, threads: int | None) -> None:
     """Predict with an exported MODEL (folder or model.onnx) on the rows in INPUT.
 
     INPUT is CSV with a header (columns matched by feature name, others ignored), JSON
@@ -361,7 +378,7 @@ def predict(model: Path, input_path: str, output: Path | None, fmt: str | None,
         click.echo(f"note: {text}", err=True)
 
     art, text = predict_file(model, input_path, input_fmt=input_format, output_fmt=fmt,
-                             note=note)
+                             note=note, threads=threads)
     problem = art.verification_problem()
     if problem:
         click.echo(f"warning: {problem}", err=True)

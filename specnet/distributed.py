@@ -24,6 +24,7 @@ Semantics (docs/scale.md):
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -88,6 +89,18 @@ def is_writer() -> bool:
     """Whether this process writes (rank 0, or not launched as a rank)."""
     env = from_env()
     return env is None or env.rank == 0
+
+
+def shard_rows(order: Tensor, rank: int, world: int) -> Tensor:
+    """Rank `rank`'s rows of the permutation `order` (n,), as torch's DistributedSampler
+    takes them: padded by repeating its first rows to a multiple of `world`, then every
+    `world`-th position from `rank`. Every rank gets ceil(n / world) rows."""
+    n = len(order)
+    total = math.ceil(n / world) * world
+    padded = order
+    if total > n:
+        padded = order.repeat(math.ceil(total / n))[:total]
+    return padded[rank::world]
 
 
 class Single:
@@ -159,13 +172,7 @@ class Group(Single):
         return self._device
 
     def shard(self, order: Tensor) -> Tensor:
-        n = len(order)
-        per_rank = math.ceil(n / self.world)
-        padded = order
-        if per_rank * self.world > n:  # DistributedSampler: repeat the first rows
-            reps = math.ceil(per_rank * self.world / n)
-            padded = order.repeat(reps)[:per_rank * self.world]
-        return padded[self.rank::self.world]
+        return shard_rows(order, self.rank, self.world)
 
     def local_batch(self, batch: int) -> int:
         return max(1, math.ceil(batch / self.world))
@@ -234,6 +241,9 @@ def join(device: torch.device, batch_size: int | str) -> Single:
 
 # ---------------------------------------------------------------- --nproc
 
+_LAUNCHER_LOGGERS = ("torch.distributed.elastic", "torch.multiprocessing.spawn",
+                     "torch.distributed.launcher")
+
 
 @record
 def _worker(spec: str, run_dir: str, resume: bool, quiet: bool,
@@ -277,11 +287,19 @@ def launch(spec: str | Path, nproc: int, run_dir: str | Path, *, resume: bool = 
         min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"specnet-{uuid.uuid4().hex}",
         rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0", max_restarts=0,
         monitor_interval=0.1, start_method="spawn")
+    # The launcher logs each failure with its traceback; the error below says it in a line.
+    loggers = [logging.getLogger(name) for name in _LAUNCHER_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
     try:
         results = elastic_launch(config, _worker)(
             str(spec), str(run_dir), resume, quiet, threads)
     except ChildFailedError as exc:
         raise TrainingError(_describe(exc.failures)) from None
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
     sys.stdout.flush()
     metrics = results.get(0)
     if not isinstance(metrics, dict):

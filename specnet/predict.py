@@ -177,9 +177,11 @@ def to_csv(result: dict[str, Any]) -> str:
 
 def predict_file(model: str | Path, path: str, *, input_fmt: str | None = None,
                  output_fmt: str = "csv",
-                 note: Callable[[str], None] | None = None) -> tuple[Artifact, str]:
-    """Run `model` on the rows in `path`; returns the artifact and the output text."""
-    runtime = Runtime(model)
+                 note: Callable[[str], None] | None = None,
+                 threads: int | None = None) -> tuple[Artifact, str]:
+    """Run `model` on the rows in `path` with `threads` onnxruntime threads (default: the
+    available cores); returns the artifact and the output text."""
+    runtime = Runtime(model, threads=threads)
     art = runtime.artifact
     X = read_input(art, path, input_fmt, note)
     result = predictions(art, runtime.run(X))

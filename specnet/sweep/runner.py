@@ -158,13 +158,16 @@ def flat_metrics(metrics: dict[str, Any], held: str) -> dict[str, float]:
 
 def run_job(job: Job) -> JobResult:
     """Train one job and return its result; a diverged training is a result with `error`."""
+    import torch
+
     from ..trainer import train
 
     spec = job.spec
     prepared, sizes = prepare_job(job, _arrays(spec))
     result = JobResult(job.key, spec.seed, sizes=sizes, pid=os.getpid())
     try:
-        run = train(spec, None, quiet=True, prepared=prepared)
+        # The sweep's --threads (set in this process) wins over training.threads: auto.
+        run = train(spec, None, quiet=True, prepared=prepared, threads=torch.get_num_threads())
     except TrainingError as exc:
         result.error = str(exc).splitlines()[0]
         return result

@@ -26,7 +26,7 @@ from .runtime import available_cores
 from .shapes import Row
 from .spec.schema import Spec
 
-FLOPS_PER_THREAD = 20e6
+FLOPS_PER_THREAD = 200e6
 """Training FLOPs per step below which one thread is fastest; each further multiple of it
 earns one more thread (measured with `python bench/threads.py --line`, docs/scale.md)."""
 

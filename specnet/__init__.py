@@ -35,14 +35,17 @@ if TYPE_CHECKING:
 
 
 def train(spec: Spec | str | Path, run_dir: Path | str | None = None, *, resume: bool = False,
-          quiet: bool = True, prepared: Prepared | None = None) -> Run:
+          quiet: bool = True, prepared: Prepared | None = None,
+          threads: int | None = None) -> Run:
     """Train `spec` (a Spec or a spec file) and return the Run; see `specnet.trainer.train`.
 
-    run_dir None writes nothing to disk. Imports torch on first call.
+    run_dir None writes nothing to disk. threads overrides `training.threads`. Imports
+    torch on first call.
     """
     from .trainer import train as _train
 
-    return _train(spec, run_dir, resume=resume, quiet=quiet, prepared=prepared)
+    return _train(spec, run_dir, resume=resume, quiet=quiet, prepared=prepared,
+                  threads=threads)
 
 
 def load_run(run_dir: Path | str) -> Run:

@@ -245,10 +245,15 @@ def init(template: str, output: Path | None) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress output; only the summary.")
 @click.option("--log-every", type=click.IntRange(min=1), default=None, metavar="N",
               help="Off a terminal, a progress line every N epochs [default: ~20 a run].")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads [default: the spec's training.threads, auto].")
+@click.option("--nproc", type=click.IntRange(min=1), default=None,
+              help="Data-parallel processes on this machine (torch's elastic launcher).")
 @tracking_options
 @handle_errors
 def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool, log_every: int | None,
-          tensorboard: Path | None, mlflow_uri: str | None) -> None:
+          threads: int | None, nproc: int | None, tensorboard: Path | None,
+          mlflow_uri: str | None) -> None:
     """Train SPEC; write checkpoints, history, metrics and weights to the run folder.
 
     Progress is a bar on a terminal and one line per epoch otherwise. A run that was
@@ -270,14 +275,25 @@ def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool, log_every
     folder = run_dir if run_dir is not None else Path("runs") / checked.spec.name
     check_run_dir(folder, spec)
     _resume_hint(folder, f"specnet train {_quote(spec)} -o {_quote(folder)} --resume")
-    with _tracking(tensorboard, mlflow_uri, name=checked.spec.name, run_name="train",
-                   spec=checked.spec) as trackers:
-        run = train_spec(checked.spec, folder, resume=resume, quiet=quiet,
-                         callbacks=[trackers], log_every=log_every)
-        trackers.run_done(run)
-    m = run.metrics
+    from .distributed import is_writer, launch
+
+    if nproc is not None and nproc > 1:
+        if tensorboard is not None or mlflow_uri is not None:
+            raise SpecnetError("--tensorboard and --mlflow do not follow --nproc runs yet: "
+                               "track a one-process run, or launch with torchrun")
+        m = launch(spec, nproc, folder, resume=resume, quiet=quiet, threads=threads)
+    else:
+        with _tracking(tensorboard if is_writer() else None,
+                       mlflow_uri if is_writer() else None, name=checked.spec.name,
+                       run_name="train", spec=checked.spec) as trackers:
+            run = train_spec(checked.spec, folder, resume=resume, quiet=quiet, threads=threads,
+                             callbacks=[trackers], log_every=log_every)
+            trackers.run_done(run)
+        if not is_writer():  # a rank other than 0 under torchrun: rank 0 reports
+            return
+        m = run.metrics
     stop = f", stopped early (best epoch {m['best_epoch']})" if m.get("stopped_early") else ""
-    click.echo(f"trained {run.spec.name}: {m['epochs_run']} epochs in "
+    click.echo(f"trained {checked.spec.name}: {m['epochs_run']} epochs in "
                f"{m['training_time_s']:.1f}s{stop}")
     for split in ("train", "val", "test"):
         if m.get(split):
@@ -453,10 +469,13 @@ def export_cmd(run_dir: Path, output: Path | None, target: str | None,
 @click.option("-q", "--quiet", is_flag=True, help="No training progress output.")
 @click.option("--log-every", type=click.IntRange(min=1), default=None, metavar="N",
               help="Off a terminal, a progress line every N epochs [default: ~20 a run].")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads [default: the spec's training.threads, auto].")
 @tracking_options
 @handle_errors
 def build(spec: Path, output: Path | None, run_dir: Path | None, resume: bool, quiet: bool,
-          log_every: int | None, tensorboard: Path | None, mlflow_uri: str | None) -> None:
+          log_every: int | None, threads: int | None, tensorboard: Path | None,
+          mlflow_uri: str | None) -> None:
     """The whole pipeline: validate, train, export and verify SPEC -> exports/<name>/.
 
     A failure at any step (bad spec, diverged training, failed verification) leaves no
@@ -492,7 +511,7 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, resume: bool, q
     with _tracking(tensorboard, mlflow_uri, name=checked.spec.name, run_name="build",
                    spec=checked.spec) as trackers:
         try:
-            run = train_spec(checked.spec, work, resume=resume, quiet=quiet,
+            run = train_spec(checked.spec, work, resume=resume, quiet=quiet, threads=threads,
                              callbacks=[trackers], log_every=log_every)
             trackers.run_done(run)
             exported = export_run(run, folder)
@@ -525,9 +544,12 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, resume: bool, q
 @click.option("--keep", "keep", multiple=True, metavar="COLUMN",
               help="Pass this input column through to the output (repeatable); the "
                    "model's id columns always are.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="onnxruntime threads [default: the available cores].")
 @handle_errors
 def predict(model: Path, input_path: str, output: Path | None, fmt: str | None,
-            input_format: str | None, threshold: float | None, keep: tuple[str, ...]) -> None:
+            input_format: str | None, threshold: float | None, keep: tuple[str, ...],
+            threads: int | None) -> None:
     """Predict with an exported MODEL (folder or model.onnx) on the rows in INPUT.
 
     INPUT is CSV with a header (columns matched by feature name, others ignored), JSON
@@ -551,7 +573,7 @@ def predict(model: Path, input_path: str, output: Path | None, fmt: str | None,
         click.echo(f"note: {text}", err=True)
 
     art, text = predict_file(model, input_path, input_fmt=input_format, output_fmt=fmt,
-                             note=note, threshold=threshold, keep=keep)
+                             note=note, threshold=threshold, keep=keep, threads=threads)
     problem = art.verification_problem()
     if problem:
         click.echo(f"warning: {problem}", err=True)

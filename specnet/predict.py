@@ -278,9 +278,10 @@ def check_threshold(art: Artifact, threshold: float | None) -> float:
 def predict_file(model: str | Path, path: str, *, input_fmt: str | None = None,
                  output_fmt: str = "csv",
                  note: Callable[[str], None] | None = None, threshold: float | None = None,
-                 keep: Collection[str] = ()) -> tuple[Artifact, str]:
-    """Run `model` on the rows in `path` ('-': stdin); returns the artifact and the output
-    text.
+                 keep: Collection[str] = (), threads: int | None = None
+                 ) -> tuple[Artifact, str]:
+    """Run `model` on the rows in `path` ('-': stdin) with `threads` onnxruntime threads
+    (default: the available cores); returns the artifact and the output text.
 
     The model's id columns (role 'id' in its `specnet.columns` metadata) that the input
     holds, and the `keep` columns, lead the output in input order. threshold: binary
@@ -288,7 +289,7 @@ def predict_file(model: str | Path, path: str, *, input_fmt: str | None = None,
     """
     from .passthrough import id_columns, passed_through, read_columns
 
-    runtime = Runtime(model)
+    runtime = Runtime(model, threads=threads)
     art = runtime.artifact
     cut = check_threshold(art, threshold)
     src = load_input(path, input_fmt)

@@ -7,6 +7,7 @@ so a CLI user gets `error: row 3, column 'petal width (cm)': ...` and an HTTP cl
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,12 +19,56 @@ from .artifact import Artifact, from_metadata, model_path
 from .errors import ModelInputError, SpecnetError
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on."""
+def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup"),
+                     membership: Path = Path("/proc/self/cgroup")) -> float | None:
+    """The CPU quota of this process's cgroup in cores (2.5 = 250 ms per 100 ms), or None
+    when there is no quota. Reads cgroup v2 (`cpu.max`) and v1 (`cpu.cfs_quota_us` /
+    `cpu.cfs_period_us`), in the process's own cgroup and then at the hierarchy's root."""
+    v2: list[Path] = []
+    v1: list[Path] = []
     try:
-        return len(os.sched_getaffinity(0))
+        for line in membership.read_text(encoding="utf-8").splitlines():
+            _, controllers, rel = line.split(":", 2)
+            rel = rel.lstrip("/")
+            if controllers == "":
+                v2.append(root / rel)
+            elif "cpu" in controllers.split(","):
+                for name in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+                    v1.append(root / name / rel)
+    except (OSError, ValueError):
+        pass
+    limits: list[float] = []
+    for folder in [*v2, root]:
+        try:
+            quota, period = (folder / "cpu.max").read_text(encoding="utf-8").split()[:2]
+        except (OSError, ValueError):
+            continue
+        if quota != "max" and float(period) > 0:
+            limits.append(float(quota) / float(period))
+        break
+    for folder in [*v1, root / "cpu", root / "cpu,cpuacct"]:
+        try:
+            quota_us = float((folder / "cpu.cfs_quota_us").read_text(encoding="utf-8"))
+            period_us = float((folder / "cpu.cfs_period_us").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if quota_us > 0 and period_us > 0:
+            limits.append(quota_us / period_us)
+        break
+    return min(limits) if limits else None
+
+
+def available_cores() -> int:
+    """CPU cores this process may use: its CPU affinity, capped by its cgroup's CPU quota
+    (rounded up; a container limited to 1.5 CPUs gets 2), at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_limit()
+    if quota is not None:
+        cores = min(cores, math.ceil(quota - 1e-9))
+    return max(1, cores)
 
 
 def default_threads(workers: int = 1) -> int:

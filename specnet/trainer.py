@@ -28,6 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from . import checkpoint as ckpt
+from . import distributed
+from . import threads as threads_
 from .compile import compile_spec
 from .data.prepare import Prepared, Scaler, prepare
 from .data.sources import SourceInfo
@@ -44,6 +46,7 @@ from .optim import (
     penalty,
     set_lr,
 )
+from .precision import Precision
 from .spec.resolve import dump_resolved, spec_hash
 from .spec.schema import Spec
 from .spec.validate import check, load_spec
@@ -204,8 +207,10 @@ class _Trainer:
     """State of one training run; `fit` runs the epochs, `state`/`restore` checkpoint it."""
 
     def __init__(self, spec: Spec, info: SourceInfo, n_out: int, prepared: Prepared,
-                 device: torch.device) -> None:
+                 device: torch.device, group: distributed.Single | None = None) -> None:
         self.spec = spec
+        self.group = group or distributed.Single()
+        self.amp = Precision(spec.training.precision, device)
         self.info = info
         self.prepared = prepared
         self.device = device
@@ -253,7 +258,7 @@ class _Trainer:
 
     def _batches(self, n: int) -> list[tuple[int, int]]:
         bs = self.spec.training.batch_size
-        size = n if bs == "full" else min(int(bs), n)
+        size = n if bs == "full" else min(self.group.local_batch(int(bs)), n)
         spans = [(i, min(i + size, n)) for i in range(0, n, size)]
         # Batchnorm cannot normalise a batch of one row in training mode: drop such a tail.
         if self.has_batchnorm and len(spans) > 1 and spans[-1][1] - spans[-1][0] == 1:
@@ -266,11 +271,13 @@ class _Trainer:
         X, Y = self.X["train"], self.Y["train"]
         n = len(X)
         if self.spec.training.shuffle:
-            order = torch.randperm(n, generator=self.shuffle)
+            order = self.group.shard(torch.randperm(n, generator=self.shuffle))
+        else:
+            order = self.group.shard(torch.arange(n))
+        if self.spec.training.shuffle or len(order) != n:
             on_device = order.to(self.device)
             X, Y = X[on_device], Y[on_device]
-        else:
-            order = torch.arange(n)
+            n = len(order)
         reg = self.spec.regularization
         clip = reg.grad_clip
         total = torch.zeros((), device=self.device)
@@ -279,30 +286,33 @@ class _Trainer:
         model.train()
         for start, stop in self._batches(n):
             xb, yb = X[start:stop], Y[start:stop]
-            try:
-                out = model(xb)
-            except ValueError as exc:  # batchnorm in training mode on a one-row batch
-                if "more than 1 value per channel" not in str(exc):
-                    raise
-                raise TrainingError(
-                    f"batchnorm cannot normalise batches of one row (training.batch_size: "
-                    f"{self.spec.training.batch_size}, {n} training rows); use a larger "
-                    "batch_size or remove the batchnorm layer") from None
-            loss = crit(out, yb)
+            with self.amp.autocast():
+                try:
+                    out = model(xb)
+                except ValueError as exc:  # batchnorm in training mode on a one-row batch
+                    if "more than 1 value per channel" not in str(exc):
+                        raise
+                    raise TrainingError(
+                        f"batchnorm cannot normalise batches of one row (training.batch_size: "
+                        f"{self.spec.training.batch_size}, {n} training rows); use a larger "
+                        "batch_size or remove the batchnorm layer") from None
+                loss = crit(out, yb)
             extra = penalty(self.penalized, reg.l1, reg.l2)
             objective = loss if extra is None else loss + extra
             opt.zero_grad(set_to_none=True)
-            objective.backward()
+            self.amp.backward(objective)
+            self.group.sync_grads(self.params)
             if clip is not None:
+                self.amp.unscale(opt)
                 if clip.norm is not None:
                     nn.utils.clip_grad_norm_(self.params, clip.norm)
                 elif clip.value is not None:
                     nn.utils.clip_grad_value_(self.params, clip.value)
-            opt.step()
-            total += loss.detach() * (stop - start)
+            self.amp.step(opt)
+            total += loss.detach().float() * (stop - start)
             outs.append(out.detach())
             used = stop
-        return total, used, torch.cat(outs), order[:used].numpy()
+        return self.group.gather_epoch(total, used, torch.cat(outs), order[:used].numpy())
 
     def _evaluate(self, split: str, reference: bool = False) -> dict[str, float]:
         """Loss and metrics of the current model on a split, in eval mode, without grad;
@@ -331,6 +341,7 @@ class _Trainer:
         set_lr(self.optimizer, lr)
         t0 = time.perf_counter()
         total, used, outs, order = self._train_epoch()
+        self.group.sync_buffers(self.model)
         train_loss = float(total) / max(used, 1)  # the one sync of the epoch
         row: dict[str, float] = {"epoch": float(epoch + 1), "loss": train_loss}
         val = self._evaluate("val")
@@ -380,6 +391,7 @@ class _Trainer:
                      "state": self.best_state, "bad_epochs": self.bad_epochs},
             "stopped": self.stopped,
             "training_time_s": self.train_time,
+            "scaler": self.amp.state_dict(),
         }
 
     def restore(self, state: dict[str, Any], path: Path) -> None:
@@ -402,6 +414,7 @@ class _Trainer:
             self.bad_epochs = int(best["bad_epochs"])
             self.stopped = bool(state["stopped"])
             self.train_time = float(state["training_time_s"])
+            self.amp.load_state_dict(state.get("scaler") or {})
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise TrainingError(f"{path}: checkpoint does not fit this spec ({exc})") from None
 
@@ -422,6 +435,8 @@ class _Trainer:
             metrics["best_epoch"] = self.best_epoch
             metrics["monitor"] = es.monitor
         metrics["device"] = str(self.device)
+        metrics["precision"] = self.spec.training.precision
+        metrics.update(self.group.record())
         self.model.to("cpu")
         return metrics
 
@@ -504,7 +519,8 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
 
 def train(spec: Spec | str | Path | dict[str, Any], run_dir: Path | str | None = None, *,
           resume: bool = False, quiet: bool = True, prepared: Prepared | None = None,
-          callbacks: Sequence[Callback] = (), log_every: int | None = None) -> Run:
+          callbacks: Sequence[Callback] = (), log_every: int | None = None,
+          threads: int | None = None) -> Run:
     """Train the network of `spec` (a Spec or a spec file path) and return the Run.
 
     run_dir: where to write the run folder (spec.yaml, history.csv, metrics.json,
@@ -515,6 +531,9 @@ def train(spec: Spec | str | Path | dict[str, Any], run_dir: Path | str | None =
     that returns True stops training there, as early stopping does (a sweep scheduler).
     log_every: off a terminal, print a progress line every this many epochs (default:
     about 20 lines a run); on a terminal the bar shows every epoch.
+    threads: torch threads, overriding `training.threads` (see specnet.threads).
+    Launched as one rank of several (torchrun, `distributed.launch`), it trains its shard and
+    only rank 0 writes (see specnet.distributed).
     Raises TrainingError when training diverges or the device is missing.
     """
     if not isinstance(spec, Spec | str | Path):  # a dict, or a wrong type: say which
@@ -525,34 +544,50 @@ def train(spec: Spec | str | Path | dict[str, Any], run_dir: Path | str | None =
     if run_path is not None:
         check_run_dir(run_path, Path(spec) if isinstance(spec, str | Path) else None)
     spec, info, n_out = _checked(spec)
-    device = _device(spec.device)
+    group = distributed.join(_device(spec.device), spec.training.batch_size)
+    try:
+        return _train(spec, info, n_out, run_path, resume, quiet, prepared, threads, group,
+                      callbacks, log_every)
+    finally:
+        group.close()
+
+
+def _train(spec: Spec, info: SourceInfo, n_out: int, run_path: Path | None, resume: bool,
+           quiet: bool, prepared: Prepared | None, threads: int | None,
+           group: distributed.Single, callbacks: Sequence[Callback],
+           log_every: int | None) -> Run:
+    device = group.device(_device(spec.device))
     if prepared is None:
         prepared = prepare(spec)
     ckpt_dir = run_path / "checkpoints" if run_path is not None else None
-    with _seeded(spec.seed, device):
-        trainer = _Trainer(spec, info, n_out, prepared, device)
+    plan = threads_.plan(spec, len(prepared.X_train), threads, share=group.local_world)
+    with _seeded(spec.seed, device), threads_.using(plan.count):
+        trainer = _Trainer(spec, info, n_out, prepared, device, group)
         note = None
         if run_path is not None and ckpt_dir is not None:
             if resume:
-                ckpt.clean_temporaries(ckpt_dir)
+                if group.is_writer:
+                    ckpt.clean_temporaries(ckpt_dir)
                 found = ckpt.list_checkpoints(ckpt_dir)
                 if found:
                     trainer.restore(ckpt.load(found[-1], spec.training.epochs), found[-1])
                     note = f"resumed {spec.name} from {found[-1]} (epoch {trainer.epoch})"
                 else:
                     note = f"no checkpoint in {ckpt_dir}: starting from epoch 1"
-            else:
+            elif group.is_writer:
                 _clear_run_dir(run_path)
-        progress = _Progress(spec.training.epochs, trainer.epoch, quiet, every=log_every)
+        progress = _Progress(spec.training.epochs, trainer.epoch, quiet or not group.is_writer,
+                             every=log_every)
         try:
             if note is not None:
                 progress.note(note)
-            _fit(trainer, progress, ckpt_dir, callbacks)
+            _fit(trainer, progress, ckpt_dir if group.is_writer else None, callbacks)
         finally:
             progress.close()
         metrics = trainer.finish()
+    metrics.update(plan.record())
     run = Run(spec, trainer.model, prepared, trainer.history, metrics, run_path, info)
-    if run_path is not None:
+    if run_path is not None and group.is_writer:
         _write_run(run)
     return run
 

@@ -343,6 +343,12 @@ class Training(Strict):
     """Metrics reported every epoch and at the end (default: chosen from the task)."""
     checkpoint_every: int = Field(1, ge=1)
     """Write a resumable checkpoint every this many epochs."""
+    threads: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = "auto"
+    """CPU threads torch trains with; auto: one for small work per batch, more for large
+    convolutions and batches, never more than the cores available (see docs/scale.md)."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Arithmetic of forward and loss: fp32, or mixed precision bf16 (CPU or GPU) / fp16
+    (GPU only, with loss scaling). Weights, optimizer and evaluation stay fp32."""
 
     @field_validator("schedule", mode="before")
     @classmethod

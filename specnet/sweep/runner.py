@@ -165,13 +165,17 @@ def run_job(job: Job, arrays: Arrays | None = None,
     object store); None loads it here (once per process). callbacks: see `train`; one
     returning True stops the training there (a sweep scheduler).
     """
+    import torch
+
     from ..trainer import train
 
     spec = job.spec
     prepared, sizes = prepare_job(job, arrays if arrays is not None else _arrays(spec))
     result = JobResult(job.key, spec.seed, sizes=sizes, pid=os.getpid())
     try:
-        run = train(spec, None, quiet=True, prepared=prepared, callbacks=callbacks)
+        # The sweep's --threads (set in this process) wins over training.threads: auto.
+        run = train(spec, None, quiet=True, prepared=prepared, callbacks=callbacks,
+                    threads=torch.get_num_threads())
     except TrainingError as exc:
         result.error = str(exc).splitlines()[0]
         return result

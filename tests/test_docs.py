@@ -46,9 +46,10 @@ def test_readme_shell_blocks_run_in_order(tmp_path: Path) -> None:
     blocks = [b for b in _blocks(ROOT / "README.md", "bash") if not _SETUP.search(b)]
     assert len(blocks) >= 4, "the README lost its quick start"
     work, env = _workspace(tmp_path)
-    # One shell for every block, as a reader would type them; background servers are
-    # ended with the shell's process group.
-    script = "set -euo pipefail\n" + "\n".join(blocks) + "\nkill $(jobs -p) 2>/dev/null || true\n"
+    # One shell for every block, as a reader would type them; background servers end with
+    # the shell, whether the blocks pass or not.
+    script = ("set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
+              + "\n".join(blocks) + "\n")
     proc = subprocess.Popen(["bash", "-c", script], cwd=work, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)

@@ -27,6 +27,8 @@ from .runtime import (
     Runtime,
     check_array,
     dumps,
+    feed_from_columns,
+    feed_from_records,
     loads,
     predictions,
     rows_from_lists,
@@ -154,6 +156,73 @@ def _read(art: Artifact, path: str, kind: str,
     return read_json(art, data)
 
 
+def read_feed(art: Artifact, path: str, fmt: str | None = None,
+              note: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
+    """The feed of a raw-column model (input_layout "columns") from CSV or JSON rows with
+    text, blanks and nulls; ModelInputError naming the file, line / row and column."""
+    where = "<stdin>" if path == "-" else path
+    try:
+        kind = input_format(path, fmt)
+        if kind == "npy":
+            raise ModelInputError("this model takes raw columns (text and blanks allowed): "
+                                  "give CSV or JSON rows, not a NumPy array")
+        text = _text(path)
+        if kind == "csv":
+            return _csv_feed(art, text, note)
+        try:
+            data = loads(text)
+        except ValueError as exc:
+            raise ModelInputError(f"malformed JSON: {exc}") from None
+        if isinstance(data, dict):
+            keys = [k for k in ("instances", "records") if k in data]
+            if len(keys) != 1:
+                raise ModelInputError("a JSON object must hold exactly one of 'instances' or "
+                                      f"'records'; got keys {sorted(data)}")
+            data = data[keys[0]]
+        return feed_from_records(art, data)
+    except ModelInputError as exc:
+        raise ModelInputError("\n".join(f"{where}: {line}" for line in str(exc).splitlines())
+                              ) from None
+
+
+def _text(path: str) -> str:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelInputError(f"cannot read it: {exc}") from None
+    return text.removeprefix("\ufeff")
+
+
+def _csv_feed(art: Artifact, text: str,
+              note: Callable[[str], None] | None) -> dict[str, np.ndarray]:
+    """Columns of a CSV text (header required) -> the feed, cells located by line."""
+    reader = csv.reader(io.StringIO(text))
+    header = [h.strip() for h in next(reader, [])]
+    if not any(header):
+        raise ModelInputError("empty CSV; expected a header row naming the columns: "
+                              f"{', '.join(art.feature_names)}")
+    width = len(header)
+    lines: list[int] = []
+    rows: list[list[str]] = []
+    for record in reader:
+        if not record or not any(v.strip() for v in record):
+            continue
+        if len(record) != width:
+            raise ModelInputError(f"line {reader.line_num} (row {len(rows) + 1}): "
+                                  f"{len(record)} fields, the header has {width}")
+        lines.append(reader.line_num)
+        rows.append(record)
+    if not rows:
+        raise ModelInputError("no data rows after the header")
+    used = set(art.feature_names)
+    extra = [h for h in header if h not in used]
+    unknown = [h for h in extra if art.column(h) is None]  # not in the training file
+    if unknown and note is not None:
+        note(f"ignoring column(s) the model does not use: {', '.join(map(repr, unknown))}")
+    cols = {h: c for h, c in zip(header, zip(*rows, strict=True), strict=True) if h in used}
+    return feed_from_columns(art, cols, where=lambda i: f"line {lines[i]} (row {i + 1})")
+
+
 def _num(v: Any) -> str:
     return str(np.float32(v))
 
@@ -181,8 +250,11 @@ def predict_file(model: str | Path, path: str, *, input_fmt: str | None = None,
     """Run `model` on the rows in `path`; returns the artifact and the output text."""
     runtime = Runtime(model)
     art = runtime.artifact
-    X = read_input(art, path, input_fmt, note)
-    result = predictions(art, runtime.run(X))
+    if art.input_layout == "columns":
+        result = predictions(art, runtime.run_feed(read_feed(art, path, input_fmt, note)))
+    else:
+        X = read_input(art, path, input_fmt, note)
+        result = predictions(art, runtime.run(X))
     if output_fmt == "json":
         return art, dumps({"model": art.name, **result}).decode() + "\n"
     return art, to_csv(result)

@@ -12,6 +12,10 @@ from ..errors import DataError
 from .sources import Arrays, DataSource, Split
 
 if TYPE_CHECKING:
+    from .encode import Encoder
+    from .table import Table
+
+if TYPE_CHECKING:
     from ..spec.schema import Spec
 
 
@@ -97,6 +101,12 @@ class Prepared:
     y_scaler: Scaler | None
     feature_names: list[str]
     class_labels: list[str] | None
+    encoder: Encoder | None = None
+    """Raw columns -> features, fitted on train (tabular files with text or blanks)."""
+    columns: list[dict[str, Any]] | None = None
+    """Every column of a tabular file: name, type, role (categories), for the metadata."""
+    raw: dict[str, Table] | None = None
+    """The raw feature columns of each split ("train", "validation", "test")."""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -113,6 +123,8 @@ class Prepared:
             "y_scaler": self.y_scaler.to_dict() if self.y_scaler is not None else None,
             "feature_names": list(self.feature_names),
             "class_labels": self.class_labels,
+            **({"columns": self.columns} if self.columns is not None else {}),
+            **({"encoder": self.encoder.to_dict()} if self.encoder is not None else {}),
         }
 
 
@@ -203,16 +215,40 @@ def prepare_arrays(data: DataSource, arrays: Arrays, seed: int, regression: bool
     test_idx = none if test_idx is None else test_idx
     if len(train_idx) == 0:
         raise DataError("the training split is empty")
+    encoder, raw, columns = _encode(arrays, train_idx, val_idx, test_idx)
+    if encoder is not None:
+        X = encoder.transform(arrays.extra["table"])  # (n, encoded features)
     x_scaler = Scaler.fit(data.normalize, X[train_idx])
     y_scaler = None
     if regression:
-        y_scaler = Scaler.fit(data.target_normalize, y[train_idx])
+        kind = "standard" if data.target_normalize == "auto" else data.target_normalize
+        y_scaler = Scaler.fit(kind, y[train_idx])
     ys = y_scaler.transform if y_scaler is not None else (lambda a: a)
     return Prepared(
         x_scaler.transform(X[train_idx]), ys(y[train_idx]),
         x_scaler.transform(X[val_idx]), ys(y[val_idx]),
         x_scaler.transform(X[test_idx]), ys(y[test_idx]),
-        x_scaler, y_scaler, arrays.feature_names, arrays.class_labels)
+        x_scaler, y_scaler, arrays.feature_names, arrays.class_labels,
+        encoder, columns, raw)
+
+
+def _encode(arrays: Arrays, train_idx: np.ndarray, val_idx: np.ndarray,
+            test_idx: np.ndarray) -> tuple[Encoder | None, dict[str, Table] | None,
+                                           list[dict[str, Any]] | None]:
+    """The raw-column encoder fitted on the training rows, and the raw splits, for tabular
+    files that need one; the column records whenever the source is a tabular file."""
+    cols = arrays.extra.get("columns")
+    if cols is None:
+        return None, None, None
+    records = [c.meta() for c in cols]
+    table = arrays.extra.get("table")
+    if table is None:
+        return None, None, records
+    from .encode import fit
+
+    encoder = fit(cols, table[train_idx])
+    raw = {"train": table[train_idx], "validation": table[val_idx], "test": table[test_idx]}
+    return encoder, raw, records
 
 
 def prepare(spec: Spec) -> Prepared:

@@ -271,7 +271,7 @@ def export_model(spec: Spec, net: nn.Module, prepared: Prepared, out: str | Path
             data = export_raw.verification_tables(prepared.raw, enc, RANDOM_ROWS, spec.seed)
             first = next(iter(data.values()))
             run_onnx: Any = export_raw.table_runner(proto.SerializeToString(), enc)
-            reference = export_raw.encoded_runner(reference, enc)
+            reference = export_raw.encoded_runner(reference, enc)  # type: ignore[assignment]
         else:
             run_onnx = onnx_reference(proto.SerializeToString())
         report = verify(run_onnx, reference, data,

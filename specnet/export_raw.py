@@ -75,8 +75,11 @@ def random_table(enc: Encoder, train: Table, n: int, seed: int) -> Table:
         col = train.columns[s.name].take(rng.integers(0, m, n))
         blank = rng.random(n) < 0.1
         if s.type == "categorical":
-            words = col.strings() if col.codes is not None else np.array(
-                [f"{v:g}" for v in col.values if col.values is not None], dtype=object)
+            if col.codes is None:
+                from .data.columns import _as_text
+
+                col = _as_text(col)
+            words = col.strings()
             words = np.where(blank, "", words)
             words = np.where(~blank & (rng.random(n) < 0.1), UNSEEN, words)
             cols[s.name] = text_col(words)

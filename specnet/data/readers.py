@@ -53,7 +53,7 @@ def _pyarrow() -> Any:
         import pyarrow
         import pyarrow.compute
         import pyarrow.csv
-        import pyarrow.parquet  # noqa: F401
+        import pyarrow.parquet
     except ImportError:  # pragma: no cover - pyarrow is in the train extra
         raise DataError("reading CSV and Parquet files for training needs pyarrow: "
                         "pip install 'specnet[train]'") from None

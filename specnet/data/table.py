@@ -68,10 +68,10 @@ class Col:
     def distinct(self) -> int:
         """Number of distinct non-missing values."""
         if self.codes is not None:
-            return int(len(np.unique(self.codes[self.codes >= 0])))
+            return len(np.unique(self.codes[self.codes >= 0]))
         assert self.values is not None
         v = self.values[~np.isnan(self.values)]
-        return int(len(np.unique(v)))
+        return len(np.unique(v))
 
 
 def text_col(cells: list[str] | np.ndarray) -> Col:

@@ -122,9 +122,8 @@ def describe(src: Tabular) -> Described:
 
 
 def _target(src: Tabular, d: Described) -> Any:
-    from .files import _label_target, _numeric_target
-
     from .columns import _as_text
+    from .files import _label_target, _numeric_target
 
     target = next(c for c in d.columns if c.role == "target")
     raw = d.loaded.table.columns[target.name]

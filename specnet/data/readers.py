@@ -72,9 +72,8 @@ def _col(arr: pa.ChunkedArray, name: str, path: Path) -> Col:
         return Col("empty", values=np.full(len(arr), np.nan))
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) \
             or pa.types.is_decimal(t):
-        values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
-        return Col("bool" if pa.types.is_boolean(t) else "number",
-                   values=np.asarray(values, np.float64))
+        values = _numpy(pc.cast(arr, pa.float64()), "float64", np.nan)
+        return Col("bool" if pa.types.is_boolean(t) else "number", values=values)
     if pa.types.is_date(t) or pa.types.is_timestamp(t) or pa.types.is_time(t):
         text = _text(pc.cast(arr, pa.string()))
         return Col("date", codes=text.codes, levels=text.levels)
@@ -84,11 +83,28 @@ def _col(arr: pa.ChunkedArray, name: str, path: Path) -> Col:
                     "columns must hold numbers, text, true/false or dates")
 
 
+def _numpy(arr: pa.ChunkedArray | pa.Array, dtype: str, fill: float) -> np.ndarray:
+    """A primitive pyarrow array as numpy `dtype`, nulls as `fill`, read from its buffers
+    (pyarrow's own to_numpy imports pandas for arrays with nulls: seconds, for nothing)."""
+    pa = _pyarrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], arr.type)
+    n, off = len(arr), arr.offset
+    bufs = arr.buffers()
+    if n == 0 or bufs[1] is None:
+        return np.full(n, fill, dtype)
+    data = np.frombuffer(bufs[1], dtype=dtype, count=n + off)[off:]
+    if arr.null_count:
+        bits = np.unpackbits(np.frombuffer(bufs[0], np.uint8), bitorder="little")
+        return np.where(bits[off:off + n].astype(bool), data, np.asarray(fill, dtype))
+    return data.copy()
+
+
 def _text(arr: pa.ChunkedArray) -> Col:
     """A text column, dictionary-encoded; cells are stripped, missing words become -1."""
     pa = _pyarrow()
     enc = pa.compute.dictionary_encode(arr).combine_chunks()
-    raw = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+    raw = _numpy(enc.indices.cast(pa.int32()), "int32", -1)
     words = [str(w).strip() for w in enc.dictionary.to_pylist()]
     if not words:
         return Col("text", codes=raw, levels=[])
@@ -177,6 +193,8 @@ def _header_lines(path: Path, delimiter: str) -> int:
 def read_parquet(path: Path) -> Loaded:
     """Every row and column of a Parquet file (row N counts from 1)."""
     pa = _pyarrow()
+    import pyarrow.parquet
+
     if not path.exists():
         raise DataError(f"{path}: no such file")
     try:

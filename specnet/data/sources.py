@@ -369,6 +369,12 @@ class _FileSource(DataSource):
     def given_paths(self) -> dict[str, str]:
         return dict(self._given)
 
+    def __eq__(self, other: object) -> bool:
+        # The same files and settings are the same source, however the paths were written.
+        return type(other) is type(self) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like every pydantic model
+
     @field_validator("*", mode="after")
     @classmethod
     def _resolve_paths(cls, v: Any, info: ValidationInfo) -> Any:

@@ -193,7 +193,7 @@ def _header_lines(path: Path, delimiter: str) -> int:
 def read_parquet(path: Path) -> Loaded:
     """Every row and column of a Parquet file (row N counts from 1)."""
     pa = _pyarrow()
-    import pyarrow.parquet
+    import pyarrow.parquet  # noqa: F401 - registers pa.parquet
 
     if not path.exists():
         raise DataError(f"{path}: no such file")

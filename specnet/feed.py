@@ -90,8 +90,12 @@ def _text(v: Any) -> str:
 def _numbers(cells: Sequence[Any], boolean: bool, name: str, where: Any,
              problems: list[str]) -> np.ndarray:
     if not boolean:
-        try:  # fast path: every cell a number (or numeric text)
-            arr = np.asarray(cells, dtype=np.float64)
+        try:  # fast path: every cell a number, numeric text or a blank word
+            text = np.asarray(cells)
+            if text.dtype.kind == "U":
+                low = np.char.lower(np.char.strip(text))
+                text = np.where(np.isin(low, list(BLANKS)), "nan", low)
+            arr = text.astype(np.float64)
             with np.errstate(invalid="ignore"):
                 if (np.abs(arr[~np.isnan(arr)]) <= F32_MAX).all():
                     return arr.astype(np.float32)

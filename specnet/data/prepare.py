@@ -22,6 +22,24 @@ if TYPE_CHECKING:
 _KINDS = ("none", "standard", "minmax")
 
 
+_CHUNK = 65536
+
+
+def _mean_std(X: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation of X (n, *shape) (or of its rows `rows`) in
+    float64, two passes over row chunks (no float64 copy of the whole array)."""
+    idx = np.arange(len(X)) if rows is None else rows
+    n = len(idx)
+    total = np.zeros(X.shape[1:], np.float64)
+    for i in range(0, n, _CHUNK):
+        total += X[idx[i:i + _CHUNK]].sum(axis=0, dtype=np.float64)
+    mean = total / n
+    sq = np.zeros(X.shape[1:], np.float64)
+    for i in range(0, n, _CHUNK):
+        sq += ((X[idx[i:i + _CHUNK]].astype(np.float64) - mean) ** 2).sum(axis=0)
+    return mean, np.sqrt(sq / n)
+
+
 @dataclass
 class Scaler:
     """A fitted affine scaling `(x - offset) / scale`, stored with the model (JSON-able).
@@ -34,16 +52,17 @@ class Scaler:
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, kind: str, X: np.ndarray) -> Scaler:
-        """Fit on `X` (n, *shape): 'standard', 'minmax' or 'none'."""
+    def fit(cls, kind: str, X: np.ndarray, rows: np.ndarray | None = None) -> Scaler:
+        """Fit on `X` (n, *shape), or on its rows `rows`: 'standard', 'minmax' or 'none'."""
         shape = X.shape[1:]
-        if kind == "none" or len(X) == 0:
+        if kind == "none" or len(X) == 0 or (rows is not None and len(rows) == 0):
             return cls("none", np.zeros(shape, np.float32), np.ones(shape, np.float32))
-        X64 = X.astype(np.float64)
         if kind == "standard":
-            offset, scale = X64.mean(axis=0), X64.std(axis=0)
+            offset, scale = _mean_std(X, rows)
         elif kind == "minmax":
-            offset, scale = X64.min(axis=0), X64.max(axis=0) - X64.min(axis=0)
+            X = X if rows is None else X[rows]
+            lo, hi = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
+            offset, scale = lo, hi - lo
         else:
             raise DataError(f"unknown normalization {kind!r}")
         # A constant feature would divide by zero: leave it unscaled.
@@ -51,8 +70,19 @@ class Scaler:
         return cls(kind, offset.astype(np.float32), scale.astype(np.float32))
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Scaled copy of X (n, *shape), float32."""
-        return ((X - self.offset) / self.scale).astype(np.float32)
+        """Scaled copy of X (n, *shape), float32: (X - offset) / scale, computed in place
+        on the one copy (a million-row table is not held three times over)."""
+        out = np.array(X, dtype=np.float32, copy=True)
+        out -= self.offset
+        out /= self.scale
+        return out
+
+    def transform_rows(self, X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """`transform(X[idx])`, scaling the one copy that indexing makes in place."""
+        out = X[idx].astype(np.float32, copy=False)
+        out -= self.offset
+        out /= self.scale
+        return out
 
     def inverse(self, Y: np.ndarray) -> np.ndarray:
         """Undo `transform`."""
@@ -215,25 +245,25 @@ def prepare_arrays(data: DataSource, arrays: Arrays, seed: int, regression: bool
     test_idx = none if test_idx is None else test_idx
     if len(train_idx) == 0:
         raise DataError("the training split is empty")
-    encoder, raw, columns = _encode(arrays, train_idx, val_idx, test_idx)
+    encoder, raw, columns = _encode(arrays, train_idx, val_idx, test_idx)  # raw: lazy splits
     if encoder is not None:
         X = encoder.transform(arrays.extra["table"])  # (n, encoded features)
-    x_scaler = Scaler.fit(data.normalize, X[train_idx])
+    x_scaler = Scaler.fit(data.normalize, X, train_idx)
     y_scaler = None
     if regression:
         kind = "standard" if data.target_normalize == "auto" else data.target_normalize
         y_scaler = Scaler.fit(kind, y[train_idx])
     ys = y_scaler.transform if y_scaler is not None else (lambda a: a)
     return Prepared(
-        x_scaler.transform(X[train_idx]), ys(y[train_idx]),
-        x_scaler.transform(X[val_idx]), ys(y[val_idx]),
-        x_scaler.transform(X[test_idx]), ys(y[test_idx]),
+        x_scaler.transform_rows(X, train_idx), ys(y[train_idx]),
+        x_scaler.transform_rows(X, val_idx), ys(y[val_idx]),
+        x_scaler.transform_rows(X, test_idx), ys(y[test_idx]),
         x_scaler, y_scaler, arrays.feature_names, arrays.class_labels,
         encoder, columns, raw)
 
 
 def _encode(arrays: Arrays, train_idx: np.ndarray, val_idx: np.ndarray,
-            test_idx: np.ndarray) -> tuple[Encoder | None, dict[str, Table] | None,
+            test_idx: np.ndarray) -> tuple[Encoder | None, RawSplits | None,
                                            list[dict[str, Any]] | None]:
     """The raw-column encoder fitted on the training rows, and the raw splits, for tabular
     files that need one; the column records whenever the source is a tabular file."""
@@ -247,8 +277,20 @@ def _encode(arrays: Arrays, train_idx: np.ndarray, val_idx: np.ndarray,
     from .encode import fit
 
     encoder = fit(cols, table[train_idx])
-    raw = {"train": table[train_idx], "validation": table[val_idx], "test": table[test_idx]}
+    raw = RawSplits(table, {"train": train_idx, "validation": val_idx, "test": test_idx})
     return encoder, raw, records
+
+
+class RawSplits(dict[str, "Table"]):
+    """The raw columns of each split ("train", "validation", "test"), cut from the whole
+    table when asked for (export verification), not copied up front."""
+
+    def __init__(self, table: Table, index: dict[str, np.ndarray]) -> None:
+        super().__init__()
+        self.table, self.index = table, index
+
+    def __missing__(self, key: str) -> Table:
+        return self.table[self.index[key]]
 
 
 def prepare(spec: Spec) -> Prepared:

@@ -168,7 +168,8 @@ def load(src: Tabular) -> Arrays:
     feats = [c for c in d.columns if c.role == "feature"]
     names = _feature_names(d.columns)
     if encode.needs_columns(d.columns):
-        table = Table({c.name: c.col.take(d.keep) for c in feats})
+        every = len(d.keep) == len(d.loaded.table)  # no dropped rows: no copy
+        table = Table({c.name: c.col if every else c.col.take(d.keep) for c in feats})
         X = np.zeros((len(d.keep), 0), np.float32)
         extra: dict[str, Any] = {"table": table}
     else:

@@ -89,6 +89,14 @@ def _text(v: Any) -> str:
 
 def _numbers(cells: Sequence[Any], boolean: bool, name: str, where: Any,
              problems: list[str]) -> np.ndarray:
+    text = np.asarray(cells) if boolean else None
+    if text is not None and text.dtype.kind == "U":  # fast path: words only
+        low = np.char.lower(np.char.strip(text))
+        out = np.full(len(low), np.nan, np.float32)
+        out[np.isin(low, list(_TRUE))] = 1.0
+        out[np.isin(low, list(_FALSE))] = 0.0
+        if (np.isin(low, list(_TRUE | _FALSE | BLANKS))).all():
+            return out
     if not boolean:
         try:  # fast path: every cell a number, numeric text or a blank word
             text = np.asarray(cells)
@@ -133,6 +141,12 @@ def feed_from_columns(art: Artifact, columns: Mapping[str, Sequence[Any]],
     for n in names:
         cells = columns[n]
         if types[n] == "BYTES":
+            words = np.asarray(cells)
+            if words.dtype.kind == "U":  # fast path: text only (CSV cells)
+                stripped = np.char.strip(words)
+                blank = np.isin(np.char.lower(stripped), list(BLANKS))
+                feed[n] = np.where(blank, "", stripped).astype(object).reshape(-1, 1)
+                continue
             out = np.empty(len(cells), dtype=object)
             for i, v in enumerate(cells):
                 try:

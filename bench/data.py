@@ -165,17 +165,22 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--predict-rows", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=["prepare", "predict"], default=None,
+                        help="Run one of the two comparisons.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         data = folder / "mixed.csv"
-        generate(data, args.rows)
-        mb = data.stat().st_size / 2**20
-        print(f"load + prepare: {args.rows:,} rows x {NUMERIC + CATEGORICAL + 1} columns "
-              f"({mb:.0f} MiB), best of {args.rounds}")
-        ours = _run([sys.executable, "-c", OURS_PREPARE, str(data)], args.rounds)
-        theirs = _run([sys.executable, "-c", THEIRS_PREPARE, str(data)], args.rounds)
-        _report("specnet Csv + prepare", "pandas + ColumnTransformer", ours, theirs)
+        if args.only != "predict":
+            generate(data, args.rows)
+            mb = data.stat().st_size / 2**20
+            print(f"load + prepare: {args.rows:,} rows x {NUMERIC + CATEGORICAL + 1} columns "
+                  f"({mb:.0f} MiB), best of {args.rounds}")
+            ours = _run([sys.executable, "-c", OURS_PREPARE, str(data)], args.rounds)
+            theirs = _run([sys.executable, "-c", THEIRS_PREPARE, str(data)], args.rounds)
+            _report("specnet Csv + prepare", "pandas + ColumnTransformer", ours, theirs)
+        if args.only == "prepare":
+            return
         model = _model(folder)
         rows = folder / "raw.csv"
         generate(rows, args.predict_rows, seed=2, target=False)

@@ -87,6 +87,23 @@ class Artifact:
     verification: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    columns: list[dict[str, Any]] = field(default_factory=list)
+    """Every column of the training file (tabular sources): {"name", "type", "role"}, and
+    "categories" for categorical features. Metadata key `specnet.columns`."""
+    input_layout: str = "tensor"
+    """"tensor": one float32 input `input_name` (batch, *input_shape). "columns": one input
+    per feature column, named as the column (`feature_names`), [batch, 1] float32 (NaN =
+    blank) for numeric / boolean columns, [batch, 1] string for categorical ones.
+    Metadata key `specnet.input_layout`."""
+
+    def column(self, name: str) -> dict[str, Any] | None:
+        """The `columns` entry of `name`, or None."""
+        return next((c for c in self.columns if c.get("name") == name), None)
+
+    def input_types(self) -> dict[str, str]:
+        """Layout "columns": feature column -> "FP32" or "BYTES" (the tensor datatypes)."""
+        return {n: "BYTES" if (self.column(n) or {}).get("type") == "categorical" else "FP32"
+                for n in self.feature_names}
 
     @property
     def n_features(self) -> int:
@@ -141,6 +158,10 @@ class Artifact:
                       "shape": [-1, *self.input_shape]},
             "output": {"name": self.output_name, "datatype": "FP32",
                        "shape": [-1, *self.output_shape]},
+            **({"inputs": [{"name": n, "datatype": t, "shape": [-1, 1]}
+                           for n, t in self.input_types().items()]}
+               if self.input_layout == "columns" else {}),
+            **({"columns": self.columns} if self.columns else {}),
             "spec_sha256": self.spec_sha256, "verified": self.verified,
             "verification": _summary(self.verification), "versions": self.versions,
             "metrics": self.metrics,
@@ -174,6 +195,10 @@ def metadata_props(art: Artifact) -> dict[str, str]:
         "versions": json.dumps(art.versions, sort_keys=True),
         "metrics": json.dumps(art.metrics, sort_keys=True, allow_nan=False),
     }
+    if art.columns:
+        props["columns"] = json.dumps(art.columns)
+    if art.input_layout != "tensor":
+        props["input_layout"] = art.input_layout
     if art.verification is not None:
         props["verification"] = json.dumps(art.verification, sort_keys=True, allow_nan=False)
     return {PREFIX + k: v for k, v in props.items()}
@@ -205,7 +230,8 @@ def from_metadata(path: Path, meta: dict[str, str]) -> Artifact:
             target=got.get("target", ""),
             spec_text=got.get("spec", ""), spec_sha256=got.get("spec_sha256", ""),
             verification=js("verification"), versions=js("versions", {}),
-            metrics=js("metrics", {}))
+            metrics=js("metrics", {}), columns=list(js("columns", [])),
+            input_layout=got.get("input_layout", "tensor"))
     except (ValueError, TypeError) as exc:
         raise SpecnetError(f"{path}: unreadable specnet metadata: {exc}") from None
 

@@ -152,6 +152,7 @@ def validate(specs: tuple[Path, ...], quiet: bool) -> None:
             click.echo(f"ok: {path}: {checked.spec.name}, {len(checked.spec.model)} layers, "
                        f"{s.trainable:,} parameters, input {list(s.input_shape)} -> "
                        f"output {list(s.output_shape)}")
+            _echo_columns(checked.spec, quiet)
     if failed:
         click.echo(f"error: {failed} of {len(specs)} spec(s) invalid", err=True)
         sys.exit(1)
@@ -300,6 +301,13 @@ def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool, log_every
             values = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                for k, v in m[split].items())
             click.echo(f"  {split:<5}  {values}")
+    from .baseline import baseline_warning, units_note
+
+    if units_note(run):
+        click.echo(f"  {units_note(run).strip(' ()')}")
+    warning = baseline_warning(run)
+    if warning:
+        click.echo(warning, err=True)
     click.echo(f"run folder: {folder}")
 
 
@@ -401,6 +409,36 @@ def _resume_hint(run_dir: Path, command: str) -> None:
     on_interrupt(hint)
 
 
+def _echo_columns(spec: Any, quiet: bool) -> None:
+    """The column table of a tabular data file (CSV, Parquet), with its notes."""
+    from .data.sources import _Tabular
+
+    if quiet or not isinstance(spec.data, _Tabular):
+        return
+    from .data.tabular import describe
+
+    click.echo(describe(spec.data).table())  # type: ignore[arg-type]
+
+
+@main.command(name="inspect")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--target", default=None, help="The target column [default: the last one].")
+@click.option("--delimiter", default=",", show_default=True, help="CSV field separator.")
+@handle_errors
+def inspect_cmd(data: Path, target: str | None, delimiter: str) -> None:
+    """Print the column table of a CSV or Parquet file and a starter spec that validates.
+
+    \b
+    Example:
+      specnet inspect customers.csv --target churn > customers.yaml
+    """
+    from .data.inspect import inspect_file
+
+    table, spec_text = inspect_file(data, target, delimiter)
+    click.echo(table, err=True)
+    click.echo(spec_text, nl=False)
+
+
 def _echo_export(exported: Any) -> None:
     """The lines `export` and `build` print when an artifact is written."""
     report = exported.report
@@ -498,6 +536,7 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, resume: bool, q
     checked = load_spec(spec)
     for issue in checked.warnings:
         _echo_issue(issue)
+    _echo_columns(checked.spec, quiet)
     folder = output if output is not None else Path("exports") / checked.spec.name
     dest = check_destination(folder, Layout.flat(OWNED_FILES, "a specnet export"),
                              spec_file=spec)  # before training
@@ -522,8 +561,13 @@ def build(spec: Path, output: Path | None, run_dir: Path | None, resume: bool, q
         m = run.metrics
         test = "  ".join(f"{k} {v:.4f}" for k, v in (m.get("test") or {}).items()
                          if isinstance(v, float))
+        from .baseline import baseline_warning, units_note
+
         click.echo(f"trained {run.spec.name}: {m.get('epochs_run', '?')} epochs"
-                   + (f"; test {test}" if test else ""))
+                   + (f"; test {test}{units_note(run)}" if test else ""))
+        warning = baseline_warning(run)
+        if warning:
+            click.echo(warning, err=True)
         if run_dir is None:
             shutil.rmtree(work, ignore_errors=True)
         _echo_export(exported)

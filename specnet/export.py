@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import export_raw
 from .artifact import FILES, INPUT_NAME, OWNED_FILES, Artifact, metadata_props, output_name
 from .errors import ExportError
 from .io import atomic_dir, finite, strict_json
@@ -264,15 +265,24 @@ def export_model(spec: Spec, net: nn.Module, prepared: Prepared, out: str | Path
     out = Path(out)
     wrapper = inference_model(spec, net, prepared.x_scaler, prepared.y_scaler)
     input_shape = tuple(int(d) for d in prepared.input_shape)
-    data = verification_data(prepared, spec.seed)
+    data: dict[str, Any] = verification_data(prepared, spec.seed)
     first = next(iter(data.values()))
+    enc = prepared.encoder
     with atomic_dir(out, OWNED_FILES, "a specnet export") as tmp:
         proto = to_onnx(wrapper, input_shape, opset=spec.export.opset, task=spec.task,
                         example=first)
-        run_onnx = onnx_reference(proto.SerializeToString())
-        report = verify(run_onnx, reference or torch_reference(wrapper), data,
+        reference = reference or torch_reference(wrapper)
+        if enc is not None and prepared.raw is not None:  # raw columns in, encoder inside
+            proto = export_raw.merge(proto, enc, INPUT_NAME)
+            data = export_raw.verification_tables(prepared.raw, enc, RANDOM_ROWS, spec.seed)
+            first = next(iter(data.values()))
+            run_onnx: Any = export_raw.table_runner(proto.SerializeToString(), enc)
+            reference = export_raw.encoded_runner(reference, enc)  # type: ignore[assignment]
+        else:
+            run_onnx = onnx_reference(proto.SerializeToString())
+        report = verify(run_onnx, reference, data,
                         task=spec.task, rtol=spec.export.rtol, atol=spec.export.atol)
-        probe = run_onnx(first[:7])
+        probe = run_onnx(first[np.arange(min(7, len(first)))])
         out_shape = tuple(int(d) for d in probe.shape[1:])
         width = math.prod(out_shape) if out_shape else 1
         art = Artifact(
@@ -283,17 +293,24 @@ def export_model(spec: Spec, net: nn.Module, prepared: Prepared, out: str | Path
             target=_target_column(spec),
             spec_text=dump_resolved(spec, "yaml", portable=True), spec_sha256=spec_hash(spec),
             verification=finite(report), versions=versions(),
-            metrics=finite((metrics or {}).get("test", {})))
+            metrics=finite((metrics or {}).get("test", {})),
+            columns=list(prepared.columns or []))
+        if enc is not None:
+            art.input_layout = "columns"
+            art.feature_names = [s.name for s in enc.steps]
+            art.input_shape = (len(enc.steps),)
         _set_metadata(proto, art)
         final = proto.SerializeToString()
         # Metadata does not touch the graph; prove it: the final bytes give the same outputs.
-        if not np.array_equal(onnx_reference(final)(first[:7]), probe):
+        again = (export_raw.table_runner(final, enc) if enc is not None and prepared.raw
+                 is not None else onnx_reference(final))
+        if not np.array_equal(again(first[np.arange(min(7, len(first)))]), probe):
             raise ExportError("the model changed while its metadata was written")
         _write_folder(tmp, final, spec, net, prepared, report, metrics, history, run_dir)
         if "test" in data:  # evaluation.json and its figures, from the final model's outputs
             from .evaluate import write_split_evaluation
 
-            write_split_evaluation(tmp, art, onnx_reference(final)(data["test"]), prepared)
+            write_split_evaluation(tmp, art, again(data["test"]), prepared)
         files = sorted(p.name for p in tmp.iterdir())
     return Exported(out, out / FILES["model"], art, report, files)
 
@@ -308,6 +325,10 @@ def _set_metadata(proto: Any, art: Artifact) -> None:
     proto.doc_string = (f"specnet model {art.name!r} ({art.task}): input {art.input_name!r} "
                         f"float32 [batch, {', '.join(map(str, art.input_shape))}] raw features "
                         f"-> {art.output_name!r}")
+    if art.input_layout == "columns":
+        proto.doc_string = (f"specnet model {art.name!r} ({art.task}): one input per feature "
+                            "column, [batch, 1] float32 (NaN = blank) or string -> "
+                            f"{art.output_name!r}")
 
 
 def _write_folder(tmp: Path, model_bytes: bytes, spec: Spec, net: nn.Module,

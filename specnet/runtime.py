@@ -17,6 +17,8 @@ import numpy as np
 
 from .artifact import Artifact, from_metadata, model_path
 from .errors import ModelInputError, SpecnetError
+from .feed import feed_from_columns as feed_from_columns
+from .feed import feed_from_records as feed_from_records
 
 
 def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup"),
@@ -107,7 +109,12 @@ class Runtime:
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         art = self.artifact
-        if inputs != [art.input_name] or art.output_name not in outputs:
+        if art.input_layout == "columns":
+            if sorted(inputs) != sorted(art.feature_names) or art.output_name not in outputs:
+                raise SpecnetError(f"{self.path}: the graph has inputs {inputs} and outputs "
+                                   f"{outputs}, but its metadata names the columns "
+                                   f"{art.feature_names} -> {art.output_name!r}")
+        elif inputs != [art.input_name] or art.output_name not in outputs:
             raise SpecnetError(f"{self.path}: the graph has inputs {inputs} and outputs "
                                f"{outputs}, but its metadata names {art.input_name!r} -> "
                                f"{art.output_name!r}")
@@ -118,6 +125,11 @@ class Runtime:
         """Model outputs for checked rows X (n, *input_shape) float32 (see `check_array`)."""
         art = self.artifact
         out: np.ndarray = self.session.run([art.output_name], {art.input_name: X})[0]
+        return out
+
+    def run_feed(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """Model outputs for a checked feed {input name: array} (see `feed_from_records`)."""
+        out: np.ndarray = self.session.run([self.artifact.output_name], feed)[0]
         return out
 
     def predict(self, X: np.ndarray) -> dict[str, Any]:
@@ -289,3 +301,4 @@ except ImportError:  # pragma: no cover - orjson is in the serve extra
     def dumps(obj: Any) -> bytes:
         """Serialise to JSON bytes; numpy arrays and scalars allowed."""
         return json.dumps(obj, default=_default, allow_nan=False).encode()
+

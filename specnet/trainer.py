@@ -124,7 +124,7 @@ def _nonfinite_message(epoch: int, what: str, value: float, spec: Spec, lr: floa
               f"{lr:g} this epoch): try {spec.optimizer.lr / 10:g}"]
     if spec.data.normalize == "none":
         causes.append("inputs are not normalized (data.normalize: none): use standard")
-    if spec.task == "regression" and spec.data.target_normalize == "none":
+    if spec.task == "regression" and spec.data.target_normalize == "none":  # auto is standard
         causes.append("regression targets are large: set data.target_normalize: standard")
     if spec.regularization.grad_clip is None:
         causes.append("exploding gradients: add regularization.grad_clip: {norm: 1.0}")

@@ -145,7 +145,8 @@ def parity(onnx_run: Reference, torch_run: Reference, data: dict[str, np.ndarray
     for name, X in data.items():
         if len(X) == 0:
             continue
-        X = np.ascontiguousarray(X, dtype=np.float32)
+        if isinstance(X, np.ndarray):  # raw-column models verify on tables of columns
+            X = np.ascontiguousarray(X, dtype=np.float32)
         for size in batch_sizes:
             batches = _batches(X, size)
             o = np.concatenate([onnx_run(b) for b in batches])

@@ -487,15 +487,18 @@ def test_csv_spec_validates_and_prepares(tmp_path: Path, runner: Any, write_spec
     assert sorted(np.bincount(prepared.y_test)) == [5, 5]  # stratified
 
 
-def test_text_feature_column_fails_validation(tmp_path: Path, runner: Any,
-                                              write_spec: Any) -> None:
+def test_text_feature_column_is_categorical(tmp_path: Path, runner: Any,
+                                            write_spec: Any) -> None:
+    # A text column among the features is one-hot encoded (f1..f3, size, label=a, label=b,
+    # label=<other>), not an error; validate prints the column table.
     table(tmp_path)
     spec = write_spec(SPEC.format(name="t", task="regression", path="data/table.csv",
                                   target="count").replace("features: [f1, f2, f3],", ""))
     result = runner.invoke(main, ["validate", str(spec)])
-    assert result.exit_code == 1
-    assert re.search(r"data.path: .*table.csv: line 2, column 'label': 'a' is not a number",
-                     result.output), result.output
+    assert result.exit_code == 0, result.output
+    assert "input [7] -> output [1]" in result.output
+    assert re.search(r"label\s+categorical\s+feature\s+0.0%\s+2\s+'a'", result.output), \
+        result.output
 
 
 @pytest.mark.parametrize(("task", "target", "ok", "output"), [
@@ -533,7 +536,8 @@ def test_csv_whole_numbers_train_as_values_for_regression(tmp_path: Path,
                                                           write_spec: Any) -> None:
     table(tmp_path)
     spec = write_spec(SPEC.format(name="t", task="regression", path="data/table.csv",
-                                  target="count"))
+                                  target="count").replace("split:", "target_normalize: none, "
+                                                                    "split:"))
     prepared = prepare(load_spec(spec).spec)
     assert prepared.y_train.dtype == np.float32 and prepared.y_train.shape == (20, 1)
     assert prepared.class_labels is None

@@ -145,7 +145,9 @@ def test_regression_targets_standardised_and_restored() -> None:
     train, _, test = split_indices(100, data.split, 0, None)
     np.testing.assert_allclose(p.y_scaler.inverse(p.y_test), raw.y[test], rtol=1e-5)
     np.testing.assert_allclose(p.y_scaler.inverse(p.y_train), raw.y[train], rtol=1e-5)
-    plain = prepare_arrays(Blobs(), raw, 0, regression=True)
+    auto = prepare_arrays(Blobs(), raw, 0, regression=True)  # target_normalize: auto
+    assert auto.y_scaler is not None and auto.y_scaler.kind == "standard"
+    plain = prepare_arrays(Blobs(target_normalize="none"), raw, 0, regression=True)
     assert plain.y_scaler is not None and plain.y_scaler.kind == "none"
     np.testing.assert_array_equal(plain.y_test, raw.y[test])
     assert plain.class_labels is None

@@ -26,7 +26,7 @@ SCHEMA_FILE = ROOT / "specs" / "specnet.schema.json"
 # Fields that have no default on purpose: the spec cannot mean anything without them.
 REQUIRED = {
     "Spec.data", "Spec.model", "Linear.units", "Conv1d.out_channels", "Conv2d.out_channels",
-    "Reshape.shape", "Unflatten.shape", "Block.layers", "Csv.path", "Csv.target", "Npz.path",
+    "Reshape.shape", "Unflatten.shape", "Block.layers", "Csv.path", "Csv.target", "Parquet.path", "Parquet.target", "Npz.path",
     "MnistIdx.images", "MnistIdx.labels", "InMemory.shape",
 }
 

@@ -372,7 +372,8 @@ def test_package_level_train_works_before_and_after_importing_the_module() -> No
 
 
 _DIVERGE = {"task": "regression", "data": {"source": "regression", "n_samples": 200,
-                                           "noise": 1.0, "normalize": "none"},
+                                           "noise": 1.0, "normalize": "none",
+                                           "target_normalize": "none"},
             "model": [{"linear": 32}, "relu", {"linear": "auto"}], "loss": "mse",
             "optimizer": {"type": "sgd", "lr": 0.05},
             "training": {"epochs": 50, "batch_size": 16, "metrics": ["r2"],

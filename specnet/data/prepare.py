@@ -12,10 +12,32 @@ from ..errors import DataError
 from .sources import Arrays, DataSource, Split
 
 if TYPE_CHECKING:
+    from .encode import Encoder
+    from .table import Table
+
+if TYPE_CHECKING:
     from ..spec.schema import Spec
 
 
 _KINDS = ("none", "standard", "minmax")
+
+
+_CHUNK = 65536
+
+
+def _mean_std(X: np.ndarray, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation of X (n, *shape) (or of its rows `rows`) in
+    float64, two passes over row chunks (no float64 copy of the whole array)."""
+    idx = np.arange(len(X)) if rows is None else rows
+    n = len(idx)
+    total = np.zeros(X.shape[1:], np.float64)
+    for i in range(0, n, _CHUNK):
+        total += X[idx[i:i + _CHUNK]].sum(axis=0, dtype=np.float64)
+    mean = total / n
+    sq = np.zeros(X.shape[1:], np.float64)
+    for i in range(0, n, _CHUNK):
+        sq += ((X[idx[i:i + _CHUNK]].astype(np.float64) - mean) ** 2).sum(axis=0)
+    return mean, np.sqrt(sq / n)
 
 
 @dataclass
@@ -30,16 +52,17 @@ class Scaler:
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, kind: str, X: np.ndarray) -> Scaler:
-        """Fit on `X` (n, *shape): 'standard', 'minmax' or 'none'."""
+    def fit(cls, kind: str, X: np.ndarray, rows: np.ndarray | None = None) -> Scaler:
+        """Fit on `X` (n, *shape), or on its rows `rows`: 'standard', 'minmax' or 'none'."""
         shape = X.shape[1:]
-        if kind == "none" or len(X) == 0:
+        if kind == "none" or len(X) == 0 or (rows is not None and len(rows) == 0):
             return cls("none", np.zeros(shape, np.float32), np.ones(shape, np.float32))
-        X64 = X.astype(np.float64)
         if kind == "standard":
-            offset, scale = X64.mean(axis=0), X64.std(axis=0)
+            offset, scale = _mean_std(X, rows)
         elif kind == "minmax":
-            offset, scale = X64.min(axis=0), X64.max(axis=0) - X64.min(axis=0)
+            X = X if rows is None else X[rows]
+            lo, hi = X.min(axis=0).astype(np.float64), X.max(axis=0).astype(np.float64)
+            offset, scale = lo, hi - lo
         else:
             raise DataError(f"unknown normalization {kind!r}")
         # A constant feature would divide by zero: leave it unscaled.
@@ -47,8 +70,19 @@ class Scaler:
         return cls(kind, offset.astype(np.float32), scale.astype(np.float32))
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Scaled copy of X (n, *shape), float32."""
-        return ((X - self.offset) / self.scale).astype(np.float32)
+        """Scaled copy of X (n, *shape), float32: (X - offset) / scale, computed in place
+        on the one copy (a million-row table is not held three times over)."""
+        out = np.array(X, dtype=np.float32, copy=True)
+        out -= self.offset
+        out /= self.scale
+        return out
+
+    def transform_rows(self, X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """`transform(X[idx])`, scaling the one copy that indexing makes in place."""
+        out = X[idx].astype(np.float32, copy=False)
+        out -= self.offset
+        out /= self.scale
+        return out
 
     def inverse(self, Y: np.ndarray) -> np.ndarray:
         """Undo `transform`."""
@@ -97,6 +131,12 @@ class Prepared:
     y_scaler: Scaler | None
     feature_names: list[str]
     class_labels: list[str] | None
+    encoder: Encoder | None = None
+    """Raw columns -> features, fitted on train (tabular files with text or blanks)."""
+    columns: list[dict[str, Any]] | None = None
+    """Every column of a tabular file: name, type, role (categories), for the metadata."""
+    raw: dict[str, Table] | None = None
+    """The raw feature columns of each split ("train", "validation", "test")."""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -113,6 +153,8 @@ class Prepared:
             "y_scaler": self.y_scaler.to_dict() if self.y_scaler is not None else None,
             "feature_names": list(self.feature_names),
             "class_labels": self.class_labels,
+            **({"columns": self.columns} if self.columns is not None else {}),
+            **({"encoder": self.encoder.to_dict()} if self.encoder is not None else {}),
         }
 
 
@@ -203,16 +245,52 @@ def prepare_arrays(data: DataSource, arrays: Arrays, seed: int, regression: bool
     test_idx = none if test_idx is None else test_idx
     if len(train_idx) == 0:
         raise DataError("the training split is empty")
-    x_scaler = Scaler.fit(data.normalize, X[train_idx])
+    encoder, raw, columns = _encode(arrays, train_idx, val_idx, test_idx)  # raw: lazy splits
+    if encoder is not None:
+        X = encoder.transform(arrays.extra["table"])  # (n, encoded features)
+    x_scaler = Scaler.fit(data.normalize, X, train_idx)
     y_scaler = None
     if regression:
-        y_scaler = Scaler.fit(data.target_normalize, y[train_idx])
+        kind = "standard" if data.target_normalize == "auto" else data.target_normalize
+        y_scaler = Scaler.fit(kind, y[train_idx])
     ys = y_scaler.transform if y_scaler is not None else (lambda a: a)
     return Prepared(
-        x_scaler.transform(X[train_idx]), ys(y[train_idx]),
-        x_scaler.transform(X[val_idx]), ys(y[val_idx]),
-        x_scaler.transform(X[test_idx]), ys(y[test_idx]),
-        x_scaler, y_scaler, arrays.feature_names, arrays.class_labels)
+        x_scaler.transform_rows(X, train_idx), ys(y[train_idx]),
+        x_scaler.transform_rows(X, val_idx), ys(y[val_idx]),
+        x_scaler.transform_rows(X, test_idx), ys(y[test_idx]),
+        x_scaler, y_scaler, arrays.feature_names, arrays.class_labels,
+        encoder, columns, raw)
+
+
+def _encode(arrays: Arrays, train_idx: np.ndarray, val_idx: np.ndarray,
+            test_idx: np.ndarray) -> tuple[Encoder | None, RawSplits | None,
+                                           list[dict[str, Any]] | None]:
+    """The raw-column encoder fitted on the training rows, and the raw splits, for tabular
+    files that need one; the column records whenever the source is a tabular file."""
+    cols = arrays.extra.get("columns")
+    if cols is None:
+        return None, None, None
+    records = [c.meta() for c in cols]
+    table = arrays.extra.get("table")
+    if table is None:
+        return None, None, records
+    from .encode import fit
+
+    encoder = fit(cols, table[train_idx])
+    raw = RawSplits(table, {"train": train_idx, "validation": val_idx, "test": test_idx})
+    return encoder, raw, records
+
+
+class RawSplits(dict[str, "Table"]):
+    """The raw columns of each split ("train", "validation", "test"), cut from the whole
+    table when asked for (export verification), not copied up front."""
+
+    def __init__(self, table: Table, index: dict[str, np.ndarray]) -> None:
+        super().__init__()
+        self.table, self.index = table, index
+
+    def __missing__(self, key: str) -> Table:
+        return self.table[self.index[key]]
 
 
 def prepare(spec: Spec) -> Prepared:

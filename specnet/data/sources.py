@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from ..spec.base import Shape, Strict, Tagged
+from .columns import ColumnSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -72,8 +73,9 @@ class DataSource(Tagged):
     """Train / validation / test fractions."""
     normalize: Literal["none", "standard", "minmax"] = "standard"
     """Input scaling, fitted on the training split only and stored in the model."""
-    target_normalize: Literal["none", "standard"] = "none"
-    """Standardise regression targets for training; predictions are scaled back."""
+    target_normalize: Literal["auto", "none", "standard"] = "auto"
+    """Standardise regression targets for training; predictions are scaled back.
+    auto: standard for regression (raw targets in the hundreds of thousands train badly)."""
 
     def info(self) -> SourceInfo:
         """Shapes and class counts, without loading the data."""
@@ -367,6 +369,12 @@ class _FileSource(DataSource):
     def given_paths(self) -> dict[str, str]:
         return dict(self._given)
 
+    def __eq__(self, other: object) -> bool:
+        # The same files and settings are the same source, however the paths were written.
+        return type(other) is type(self) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like every pydantic model
+
     @field_validator("*", mode="after")
     @classmethod
     def _resolve_paths(cls, v: Any, info: ValidationInfo) -> Any:
@@ -378,28 +386,54 @@ class _FileSource(DataSource):
         return v
 
 
-class Csv(_FileSource):
+class _Tabular(_FileSource):
+    """Fields of tabular files (CSV, Parquet): the target, the columns and how they encode."""
+
+    path: Path
+    """Data file, relative to the spec file."""
+    target: str
+    """Name of the target column."""
+    features: list[str] | None = None
+    """Feature columns to use (default: every column but the target, ids and ignored ones)."""
+    columns: dict[str, ColumnSpec] = Field(default_factory=dict)
+    """Per-column type, role and encoding, overriding what is inferred from the file:
+    `{customer_id: id, zip: categorical, notes: ignore, income: {impute: mean}}`."""
+    impute: Literal["median", "mean", "constant"] = "median"
+    """Missing numbers: the training split's median or mean, or `fill_value`."""
+    fill_value: float = 0.0
+    """The constant for `impute: constant`."""
+    missing_indicator: bool = False
+    """Add a 0/1 feature `<name>_missing` for every numeric / boolean feature."""
+    max_categories: int = Field(20, ge=1)
+    """Categories with a one-hot column of their own per column; rarer ones -> <other>."""
+
+    def info(self) -> SourceInfo:
+        from .tabular import info
+
+        return info(self)  # type: ignore[arg-type]
+
+    def load(self, seed: int) -> Arrays:
+        from .tabular import load
+
+        return load(self)  # type: ignore[arg-type]
+
+
+class Csv(_Tabular):
     """A CSV file with a header row; one column is the target."""
 
     source: Literal["csv"] = "csv"
     path: Path
     """CSV file, relative to the spec file."""
-    target: str
-    """Name of the target column."""
-    features: list[str] | None = None
-    """Feature columns to use (default: every column but the target)."""
     delimiter: str = Field(",", min_length=1, max_length=1)
     """Field separator."""
 
-    def info(self) -> SourceInfo:
-        from .files import csv_info
 
-        return csv_info(self)
+class Parquet(_Tabular):
+    """A Parquet file (read with pyarrow); one column is the target."""
 
-    def load(self, seed: int) -> Arrays:
-        from .files import csv_load
-
-        return csv_load(self)
+    source: Literal["parquet"] = "parquet"
+    path: Path
+    """Parquet file, relative to the spec file."""
 
 
 class Npz(_FileSource):
@@ -477,7 +511,7 @@ class InMemory(DataSource):
 
 SOURCE_CLASSES: tuple[type[DataSource], ...] = (
     Xor, Moons, Circles, Blobs, Classification, Regression, Iris, Wine, BreastCancer,
-    Digits, Diabetes, Csv, Npz, MnistIdx, InMemory,
+    Digits, Diabetes, Csv, Parquet, Npz, MnistIdx, InMemory,
 )
 SOURCES: dict[str, type[DataSource]] = {
     cls.model_fields["source"].default: cls for cls in SOURCE_CLASSES

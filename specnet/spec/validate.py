@@ -127,7 +127,7 @@ def _rules(spec: Spec, info: SourceInfo, loss_given: bool = True
     if isinstance(cw, list) and info.n_classes is not None and len(cw) != info.n_classes:
         err(("loss", "class_weights"), f"{len(cw)} class weights for {info.n_classes} classes; "
                                        "give one weight per class, or 'balanced'")
-    if spec.data.target_normalize != "none" and spec.task != "regression":
+    if spec.data.target_normalize == "standard" and spec.task != "regression":
         err(("data", "target_normalize"), "target_normalize applies to regression only; "
                                           "remove it (or set it to none)")
     last = _last_layer(spec.model)

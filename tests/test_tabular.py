@@ -1,0 +1,217 @@
+"""A messy CSV (ids, text categories, blanks, a date) from spec to raw-row predictions:
+`specnet build` with nothing but path and target, the exported model's raw-column inputs
+and metadata, `specnet predict` on CSV / JSON rows with blanks and unseen categories,
+`specnet inspect`, and the regression / baseline checks at the end of training."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from specnet.artifact import Artifact
+from specnet.cli import main
+from specnet.errors import ModelInputError
+from specnet.runtime import Runtime, feed_from_records
+
+SPEC = """\
+name: cust
+task: binary
+data: {source: csv, path: c.csv, target: churn}
+model: [{linear: 8}, relu, {linear: 1}]
+optimizer: {type: adam, lr: 0.01}
+training: {epochs: 3, batch_size: 16}
+"""
+
+
+def customers(folder: Path, n: int = 90) -> Path:
+    rng = np.random.default_rng(1)
+    lines = ["customer_id,Age,plan,active,signup,income,churn"]
+    for i in range(n):
+        plan = ["basic", "pro", "team"][i % 3] if i % 11 != 5 else ""
+        income = "" if i % 7 == 3 else f"{30000 + 700 * i}"
+        churn = "yes" if (plan == "basic") ^ (rng.random() < 0.15) else "no"
+        lines.append(f"C{i:04d},{20 + i % 50},{plan},{'yes' if i % 2 else 'no'},"
+                     f"2023-02-{1 + i % 28:02d},{income},{churn}")
+    path = folder / "c.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One small build of the customers CSV: the export folder."""
+    import torch
+    from click.testing import CliRunner
+
+    folder = tmp_path_factory.mktemp("tabular")
+    customers(folder)
+    (folder / "spec.yaml").write_text(SPEC, encoding="utf-8")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = CliRunner().invoke(main, ["build", str(folder / "spec.yaml"), "-o",
+                                           str(folder / "out")])
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"customer_id\s+categorical\s+id \(text distinct on nearly every row\)",
+                     result.output), result.output
+    assert re.search(r"signup\s+datetime\s+ignore \(dates are not features", result.output)
+    assert "verified: onnxruntime matches torch" in result.output
+    return folder
+
+
+def test_the_model_takes_raw_columns_and_says_so(built: Path) -> None:
+    rt = Runtime(built / "out")
+    art = rt.artifact
+    assert art.input_layout == "columns"
+    assert [(i.name, i.type, i.shape) for i in rt.session.get_inputs()] == [
+        ("Age", "tensor(float)", ["batch", 1]), ("plan", "tensor(string)", ["batch", 1]),
+        ("active", "tensor(float)", ["batch", 1]), ("income", "tensor(float)", ["batch", 1])]
+    meta = rt.session.get_modelmeta().custom_metadata_map
+    assert meta["specnet.input_layout"] == "columns"
+    assert json.loads(meta["specnet.columns"]) == art.columns == [
+        {"name": "customer_id", "type": "categorical", "role": "id"},
+        {"name": "Age", "type": "numeric", "role": "feature"},
+        {"name": "plan", "type": "categorical", "role": "feature",
+         "categories": ["basic", "pro", "team"]},
+        {"name": "active", "type": "boolean", "role": "feature"},
+        {"name": "signup", "type": "datetime", "role": "ignore"},
+        {"name": "income", "type": "numeric", "role": "feature"},
+        {"name": "churn", "type": "boolean", "role": "target"}]
+    assert art.describe()["inputs"][1] == {"name": "plan", "datatype": "BYTES",
+                                           "shape": [-1, 1]}
+    report = json.loads((built / "out" / "verification.json").read_text())
+    assert set(report["data"]) == {"test", "random"} and report["passed"] is True
+
+
+def test_predict_raw_csv_rows_with_blanks_and_unseen_categories(built: Path,
+                                                                runner: Any) -> None:
+    rows = built / "new.csv"
+    rows.write_text("customer_id,Age,plan,active,signup,income,extra\n"
+                    "X1,30,basic,yes,2024-01-01,,1\n"
+                    "X2,,enterprise,NO,,50000,2\n"
+                    "X3,55,,,,NA,3\n", encoding="utf-8")
+    result = runner.invoke(main, ["predict", str(built / "out"), str(rows)])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.output.splitlines() if not ln.startswith("note")]
+    assert lines[0] == "label,prob_no,prob_yes" and len(lines) == 4
+    assert "note: ignoring column(s) the model does not use: 'extra'" in result.output
+    # The same rows through the runtime layer serve will call (JSON records with nulls).
+    rt = Runtime(built / "out")
+    feed = feed_from_records(rt.artifact, [
+        {"Age": 30, "plan": "basic", "active": True, "income": None},
+        {"Age": None, "plan": "enterprise", "active": "NO", "income": "50000"},
+        {"Age": "55", "plan": None, "active": None, "income": "NA"}])
+    probs = rt.run_feed(feed)
+    from_csv = np.array([[float(v) for v in ln.split(",")[2:]] for ln in lines[1:]])
+    np.testing.assert_allclose(probs, from_csv[:, 0], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("records", "message"), [
+    ([{"age": 3, "plan": "a", "active": 1, "income": 2}],
+     "row 1: missing column(s) 'Age' (did you mean 'age'?); the model needs 'Age', 'plan', "
+     "'active', 'income' (null for a blank)"),
+    ([{"Age": "x", "plan": [1], "active": "maybe", "income": 1e39}],
+     "row 1, column 'Age': 'x' is not a number\n"
+     "row 1, column 'plan': expected text or a number, got list\n"
+     "row 1, column 'active': 'maybe' is not true/false (or yes/no, 1/0)\n"
+     "row 1, column 'income': 1e+39 is outside the float32 range (about ±3.4e38)"),
+], ids=["case-did-you-mean", "every-bad-value"])
+def test_bad_raw_records(built: Path, records: list[dict[str, Any]], message: str) -> None:
+    art = Runtime(built / "out").artifact
+    with pytest.raises(ModelInputError) as err:
+        feed_from_records(art, records)
+    assert str(err.value) == message
+
+
+def test_predict_names_the_line_of_a_bad_cell(built: Path, runner: Any) -> None:
+    rows = built / "bad.csv"
+    rows.write_text("Age,plan,active,income\n30,basic,yes,1\n31,pro,no,1e39\n", "utf-8")
+    result = runner.invoke(main, ["predict", str(built / "out"), str(rows)])
+    assert result.exit_code == 1
+    assert (f"error: {rows}: line 3 (row 2), column 'income': 1e+39 is outside the float32 "
+            "range (about ±3.4e38)") in result.output
+
+
+def test_inspect_prints_the_table_and_a_spec_that_validates(tmp_path: Path,
+                                                            runner: Any) -> None:
+    customers(tmp_path)
+    result = runner.invoke(main, ["inspect", str(tmp_path / "c.csv")])
+    assert result.exit_code == 0, result.output
+    spec = result.stdout
+    assert "task: binary" in spec and "target: \"churn\"" in spec
+    assert re.search(r"plan\s+categorical\s+feature\s+", result.stderr)
+    (tmp_path / "s.yaml").write_text(spec, encoding="utf-8")
+    ok = runner.invoke(main, ["validate", str(tmp_path / "s.yaml")])
+    assert ok.exit_code == 0 and "input [8] -> output [1]" in ok.output, ok.output
+
+
+def test_regression_targets_standardise_by_default_and_baselines_warn(
+        tmp_path: Path, one_torch_thread: None) -> None:
+    from specnet.baseline import baseline_warning, units_note
+    from specnet.spec.validate import load_spec
+    from specnet.trainer import train
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200)
+    lines = ["x,noise,price"] + [f"{a:.4f},{rng.normal():.4f},{300000 + 50000 * a:.0f}"
+                                 for a in x]
+    (tmp_path / "p.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spec = tmp_path / "r.yaml"
+    spec.write_text("name: r\ntask: regression\ndata: {source: csv, path: p.csv, target: price}\n"
+                    "model: [{linear: 1}]\noptimizer: {type: adam, lr: 0.05}\n"
+                    "training: {epochs: 40, batch_size: 32}\n", encoding="utf-8")
+    run = train(load_spec(spec).spec)  # target_normalize: auto
+    assert run.prepared.y_scaler is not None and run.prepared.y_scaler.kind == "standard"
+    assert units_note(run) == " (loss on standardised targets; other figures in target units)"
+    assert baseline_warning(run) is None
+    # Raw targets around 300,000 left unscaled (the issue's case): far worse than the mean.
+    spec.write_text(spec.read_text().replace("target: price}", "target: price, "
+                                             "target_normalize: none}")
+                    .replace("epochs: 40", "epochs: 1"), encoding="utf-8")
+    run = train(load_spec(spec).spec)
+    assert units_note(run) == " (all figures in target units)"
+    warning = baseline_warning(run)
+    assert warning is not None and re.match(
+        r"warning: the model does worse than predicting the training mean on the test split "
+        r"\(MSE [0-9.e+]+ vs [0-9.e+]+, target units\); check data.target_normalize", warning
+    ), warning
+
+
+def test_a_classifier_no_better_than_the_majority_class_warns(
+        tmp_path: Path, one_torch_thread: None) -> None:
+    from specnet.baseline import baseline_warning
+    from specnet.spec.validate import load_spec
+    from specnet.trainer import train
+
+    rng = np.random.default_rng(0)
+    lines = ["a,b,y"] + [f"{rng.normal():.3f},{rng.normal():.3f},{'no' if i % 5 else 'yes'}"
+                         for i in range(100)]
+    (tmp_path / "n.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spec = tmp_path / "n.yaml"
+    spec.write_text("name: n\ntask: binary\ndata: {source: csv, path: n.csv, target: y}\n"
+                    "model: [{linear: 1}]\noptimizer: {type: sgd, lr: 0.000001}\n"
+                    "training: {epochs: 1, batch_size: 32}\n", encoding="utf-8")
+    warning = baseline_warning(train(load_spec(spec).spec))
+    assert warning is not None and warning.startswith(
+        "warning: the model is no better than always predicting the most frequent class "
+        "'no' on the test split"), warning
+
+
+def test_artifact_metadata_round_trip_of_columns() -> None:
+    from specnet.artifact import from_metadata, metadata_props
+
+    art = Artifact(path=Path("m.onnx"), name="m", task="binary", feature_names=["a", "k"],
+                   class_labels=["0", "1"], input_shape=(2,), output_shape=(),
+                   columns=[{"name": "a", "type": "numeric", "role": "feature"},
+                            {"name": "k", "type": "categorical", "role": "feature",
+                             "categories": ["x"]}], input_layout="columns")
+    back = from_metadata(Path("m.onnx"), metadata_props(art))
+    assert back.columns == art.columns and back.input_layout == "columns"
+    assert back.input_types() == {"a": "FP32", "k": "BYTES"}

@@ -215,3 +215,47 @@ def test_artifact_metadata_round_trip_of_columns() -> None:
     back = from_metadata(Path("m.onnx"), metadata_props(art))
     assert back.columns == art.columns and back.input_layout == "columns"
     assert back.input_types() == {"a": "FP32", "k": "BYTES"}
+
+
+def test_serve_takes_raw_records_and_bytes_tensors(built: Path) -> None:
+    """`specnet serve` of a raw-column model: /predict records with text and nulls, and
+    tritonclient.http (default binary tensors) with one BYTES / FP32 tensor per column."""
+    import httpx
+    import tritonclient.http as httpclient
+    from _server import start
+
+    records = [{"Age": 31, "plan": "basic", "active": "yes", "income": None},
+               {"Age": 44, "plan": "enterprise", "active": False, "income": 52000}]
+    from specnet.runtime import dumps, predictions
+
+    rt = Runtime(built / "out")
+    want = rt.run_feed(feed_from_records(rt.artifact, records))
+    expected = json.loads(dumps({"model": "cust", **predictions(rt.artifact, want)}))
+    server = start(built / "out")
+    try:
+        got = httpx.post(f"{server.url}/predict", json={"records": records}, timeout=30)
+        assert got.status_code == 200, got.text
+        assert got.json() == expected
+        rows = httpx.post(f"{server.url}/predict", json={"rows": [[1, 2, 3, 4]]}, timeout=30)
+        assert rows.status_code == 400 and "send 'records'" in rows.json()["error"]
+
+        client = httpclient.InferenceServerClient(server.url.removeprefix("http://"))
+        meta = client.get_model_metadata("cust")
+        assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [
+            ("Age", "FP32"), ("plan", "BYTES"), ("active", "FP32"), ("income", "FP32")]
+        columns = {"Age": np.array([[31.0], [44.0]], np.float32),
+                   "plan": np.array([[b"basic"], [b"enterprise"]], dtype=object),
+                   "active": np.array([[1.0], [0.0]], np.float32),
+                   "income": np.array([[np.nan], [52000.0]], np.float32)}
+        inputs = []
+        for name, arr in columns.items():
+            tensor = httpclient.InferInput(name, list(arr.shape),
+                                           "BYTES" if arr.dtype == object else "FP32")
+            tensor.set_data_from_numpy(arr)
+            inputs.append(tensor)
+        result = client.infer("cust", inputs)
+        np.testing.assert_allclose(result.as_numpy(meta["outputs"][0]["name"]).reshape(-1),
+                                   want.reshape(-1), rtol=1e-6)
+        client.close()
+    finally:
+        server.stop()

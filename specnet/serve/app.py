@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ModelInputError, SpecnetError
+from ..feed import feed_from_records
 from ..runtime import Runtime, dumps, predictions, rows_from_lists, rows_from_records
 from . import openapi
 from .limits import InFlight, Limits, WorkerPool
@@ -45,6 +46,7 @@ from .protocol import (
     encode_http_response,
     json_object,
     model_config,
+    model_feed,
     model_input,
     model_metadata,
     output_tensors,
@@ -182,20 +184,27 @@ class Service:
             req = parse_infer_request(json_object(body, "'inputs'"), None, self.limits.max_rows,
                                       _has_bool_token(body))
         check_outputs(self.art, req)
-        X = model_input(self.art, req, self.limits.max_rows)
-        t_in = time.perf_counter_ns()
-        out = self.runtime.run(X)
+        if self.art.input_layout == "columns":  # one tensor per raw column
+            feed = model_feed(self.art, req, self.limits.max_rows)
+            n = len(next(iter(feed.values())))
+            t_in = time.perf_counter_ns()
+            out = self.runtime.run_feed(feed)
+        else:
+            X = model_input(self.art, req, self.limits.max_rows)
+            n = len(X)
+            t_in = time.perf_counter_ns()
+            out = self.runtime.run(X)
         t_run = time.perf_counter_ns()
         payload, head = encode_http_response(self.art, req, output_tensors(self.art, req, out),
                                              dumps)
         t_out = time.perf_counter_ns()
-        self.stats.executed(len(X), t_in - start, t_run - t_in, t_out - t_run)
+        self.stats.executed(n, t_in - start, t_run - t_in, t_out - t_run)
         self.stats.add("success", t_out - start)
         if head is None:
-            return (200, [(b"content-type", JSON_TYPE)], payload), len(X)
+            return (200, [(b"content-type", JSON_TYPE)], payload), n
         return (200, [(b"content-type", b"application/octet-stream"),
                       (b"inference-header-content-length", str(head).encode())],
-                payload), len(X)
+                payload), n
 
     def predict(self, body: bytes, headers: dict[str, str]) -> tuple[Any, int]:
         """/predict: {"rows": [[...]]} or {"records": [{...}]} -> labels + probabilities."""
@@ -212,6 +221,13 @@ class Service:
         if len(items) > self.limits.max_rows:
             raise ProtocolError(413, f"too many rows: at most {self.limits.max_rows} per "
                                      f"request, got {len(items)}")
+        if art.input_layout == "columns":  # raw columns: text, numbers, booleans, nulls
+            if keys[0] != "records":
+                raise ProtocolError(400, "this model takes raw columns: send 'records' (a "
+                                         "list of {column: value}), not 'rows'")
+            feed = feed_from_records(art, items)
+            return {"model": art.name,
+                    **predictions(art, self.runtime.run_feed(feed))}, len(items)
         if b"true" in body or b"false" in body:  # JSON booleans, or text that holds them
             _refuse_bools(art.feature_names, keys[0], items)
         X = (rows_from_records(art, items) if keys[0] == "records"

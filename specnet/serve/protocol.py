@@ -22,7 +22,7 @@ import json
 import math
 import struct
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ import numpy as np
 
 from ..artifact import Artifact
 from ..errors import ModelInputError
+from ..feed import feed_from_columns
 from ..runtime import check_array
 
 _orjson: Any
@@ -508,6 +509,45 @@ def model_input(art: Artifact, request: InferRequest, max_rows: int) -> np.ndarr
         raise ProtocolError(400, str(exc)) from None
 
 
+def model_feed(art: Artifact, request: InferRequest, max_rows: int) -> dict[str, np.ndarray]:
+    """The session feed of a raw-column model (input_layout "columns") from one request
+    tensor per feature column: BYTES for text columns, any numeric datatype for numbers,
+    shape [n] or [n, 1]; blanks as empty strings or NaN (the graph imputes them)."""
+    types = art.input_types()
+    unknown = [n for n in request.inputs if n not in types]
+    missing = [n for n in types if n not in request.inputs]
+    if unknown or missing:
+        listed = ", ".join(f"{n!r} ({t})" for n, t in types.items())
+        what = (f"unknown input tensor {unknown[0]!r}" if unknown
+                else f"missing input tensor(s) {', '.join(map(repr, missing))}")
+        raise ProtocolError(400, f"{what}: this model takes one tensor per column, shape "
+                                 f"[n, 1]: {listed}")
+    columns: dict[str, list[Any]] = {}
+    rows = None
+    for name, arr in request.inputs.items():
+        if arr.ndim not in (1, 2) or (arr.ndim == 2 and arr.shape[1] != 1):
+            raise ProtocolError(400, f"input {name!r}: shape must be [n] or [n, 1], got "
+                                     f"{list(arr.shape)}")
+        if rows is not None and len(arr) != rows:
+            raise ProtocolError(400, f"input {name!r} has {len(arr)} rows, the others {rows}")
+        rows = len(arr)
+        flat = arr.reshape(-1)
+        if arr.dtype == object:
+            if types[name] != "BYTES":
+                raise ProtocolError(400, f"input {name!r} is a number column: send "
+                                         "a numeric tensor (FP32), not BYTES")
+            columns[name] = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+                             for v in flat]
+        else:
+            columns[name] = flat.astype(np.float64).tolist()
+    if rows is not None and rows > max_rows:
+        raise ProtocolError(413, f"too many rows: at most {max_rows} per request, got {rows}")
+    try:
+        return feed_from_columns(art, columns)
+    except ModelInputError as exc:
+        raise ProtocolError(400, str(exc)) from None
+
+
 def check_outputs(art: Artifact, request: InferRequest) -> None:
     """Refuse requested outputs the model does not have (before running it)."""
     for o in request.outputs:
@@ -565,12 +605,21 @@ def _dims(shape: tuple[int, ...]) -> list[int]:
     return list(shape) if shape else [1]
 
 
+def _inputs(art: Artifact, describe: Callable[[str, str, tuple[int, ...]], dict[str, Any]]
+            ) -> list[dict[str, Any]]:
+    """The model's inputs, each described: one FP32 tensor, or (raw-column models) one
+    [n, 1] tensor per column, BYTES for text."""
+    if art.input_layout == "columns":
+        return [describe(n, dt, (1,)) for n, dt in art.input_types().items()]
+    return [describe(art.input_name, "FP32", tuple(art.input_shape))]
+
+
 def model_metadata(art: Artifact) -> dict[str, Any]:
     """v2 model metadata (feature names, class labels ... under `parameters`)."""
     return {
         "name": art.name, "versions": [MODEL_VERSION], "platform": "onnxruntime_onnx",
-        "inputs": [{"name": art.input_name, "datatype": "FP32",
-                    "shape": [-1, *art.input_shape]}],
+        "inputs": _inputs(art, lambda n, dt, shape: {"name": n, "datatype": dt,
+                                                     "shape": [-1, *shape]}),
         "outputs": [{"name": art.output_name, "datatype": "FP32",
                      "shape": [-1, *art.output_shape]}],
         "parameters": {"task": art.task, "feature_names": art.feature_names,
@@ -590,8 +639,9 @@ def model_config(art: Artifact, max_rows: int) -> dict[str, Any]:
         "name": art.name, "platform": "onnxruntime_onnx", "backend": "onnxruntime",
         "version_policy": {"latest": {"num_versions": 1}},
         "max_batch_size": max_rows,
-        "input": [{"name": art.input_name, "data_type": "TYPE_FP32",
-                   "format": "FORMAT_NONE", "dims": _dims(art.input_shape)}],
+        "input": _inputs(art, lambda n, dt, shape: {
+            "name": n, "data_type": "TYPE_STRING" if dt == "BYTES" else "TYPE_FP32",
+            "format": "FORMAT_NONE", "dims": _dims(shape)}),
         "output": [{"name": art.output_name, "data_type": "TYPE_FP32",
                     "dims": _dims(art.output_shape)}],
         "parameters": {k: {"string_value": v} for k, v in params.items()},

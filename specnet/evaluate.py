@@ -297,7 +297,7 @@ def evaluate_file(model: str | Path, path: str, *, input_fmt: str | None = None,
     """Score `model` on the labelled rows in `path` ('-': stdin), read as `predict` reads
     its input, with the label column(s) `target` (default: the model's target column)."""
     from .passthrough import read_columns
-    from .predict import check_threshold, input_rows, load_input
+    from .predict import check_threshold, load_input, run_model
     from .runtime import Runtime
 
     runtime = Runtime(model)
@@ -310,8 +310,7 @@ def evaluate_file(model: str | Path, path: str, *, input_fmt: str | None = None,
     except ModelInputError as exc:
         hint = "" if target else "; name the label column with --target"
         raise ModelInputError(f"{src.name}: {exc}{hint}") from None
-    X = input_rows(art, src, note, expected=names)
-    out = runtime.run(X)
+    out = run_model(runtime, src, note, expected=names)
     try:
         if len(out) != len(truth[names[0]]):
             raise ModelInputError(f"{len(truth[names[0]])} labels for {len(out)} rows")

@@ -235,6 +235,16 @@ def _read(art: Artifact, src: Input, note: Callable[[str], None] | None,
     return read_json(art, data)
 
 
+def run_model(runtime: Runtime, src: Input, note: Callable[[str], None] | None = None,
+              expected: Collection[str] = ()) -> np.ndarray:
+    """The model's outputs for a loaded input: a raw-column model gets its feed (text,
+    blanks), any other model the checked array. expected: see `input_rows`."""
+    art = runtime.artifact
+    if art.input_layout == "columns":
+        return runtime.run_feed(feed_rows(art, src, note))
+    return runtime.run(input_rows(art, src, note, expected=expected))
+
+
 def read_feed(art: Artifact, path: str, fmt: str | None = None,
               note: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
     """The feed of a raw-column model (input_layout "columns") from CSV or JSON rows with
@@ -362,11 +372,7 @@ def predict_file(model: str | Path, path: str, *, input_fmt: str | None = None,
         pass_names = passed_through(src, id_columns(runtime.metadata), list(keep))
     except ModelInputError as exc:
         raise ModelInputError(f"{src.name}: {exc}") from None
-    if art.input_layout == "columns":
-        out = runtime.run_feed(feed_rows(art, src, note))
-    else:
-        out = runtime.run(input_rows(art, src, note, expected=pass_names))
-    result = predictions(art, out, cut)
+    result = predictions(art, run_model(runtime, src, note, pass_names), cut)
     try:
         kept = read_columns(src, pass_names, "to pass through")
         n = len(result["values"] if "values" in result else result["labels"])

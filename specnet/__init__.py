@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 def train(spec: Spec | str | Path | dict[str, Any], run_dir: Path | str | None = None, *,
           resume: bool = False, quiet: bool = True, prepared: Prepared | None = None,
-          callbacks: Sequence[Callback] = (), threads: int | None = None) -> Run:
+          callbacks: Sequence[Callback] = (), log_every: int | None = None,
+          threads: int | None = None) -> Run:
     """Train `spec` (a Spec, a spec file path or a dict of spec data) and return the Run;
     see `specnet.trainer.train`. run_dir None writes nothing to disk. callbacks: objects
     with `on_epoch_end(row)`, such as the trackers of `specnet.track`. threads overrides
@@ -47,7 +48,7 @@ def train(spec: Spec | str | Path | dict[str, Any], run_dir: Path | str | None =
     from .trainer import train as _train
 
     return _train(spec, run_dir, resume=resume, quiet=quiet, prepared=prepared,
-                  callbacks=callbacks, threads=threads)
+                  callbacks=callbacks, log_every=log_every, threads=threads)
 
 
 def load_run(run_dir: Path | str) -> Run:

@@ -67,11 +67,22 @@ SNIPPETS = [(path, i, body) for path in [ROOT / "README.md", *DOCS]
             for i, body in enumerate(_blocks(path, "python"))]
 
 
+@pytest.fixture(scope="module")
+def iris_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """exports/iris as the quick start's first command leaves it, for the snippets that
+    start from it."""
+    work, env = _workspace(tmp_path_factory.mktemp("iris"))
+    subprocess.run(["specnet", "build", "specs/iris.yaml", "-q"], cwd=work, env=env,
+                   check=True, capture_output=True, timeout=300)
+    return work / "exports" / "iris"
+
+
 @pytest.mark.parametrize(("path", "index", "code"), SNIPPETS,
                          ids=[f"{p.name}-{i}" for p, i, _ in SNIPPETS])
-def test_python_snippets_run_as_written(path: Path, index: int, code: str,
-                                        tmp_path: Path) -> None:
+def test_python_snippets_run_as_written(path: Path, index: int, code: str, tmp_path: Path,
+                                        iris_export: Path) -> None:
     work, env = _workspace(tmp_path)
+    shutil.copytree(iris_export, work / "exports" / "iris")
     result = subprocess.run([sys.executable, "-c", code], cwd=work, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"{path.name} snippet {index}:\n{result.stderr[-4000:]}"

@@ -175,7 +175,7 @@ class InferenceService:
 
     def __init__(self, models: Mapping[str, Runtime], limits: GrpcLimits | None = None,
                  version: str = "") -> None:
-        from .inference_proto import M
+        from ..inference_proto import M
 
         self.M = M
         self.models = dict(models)
@@ -224,7 +224,7 @@ class InferenceService:
 
     def model_config(self, request: Any) -> Any:
         """ModelConfig: the Triton model configuration of the model (see deploy.triton)."""
-        from .deploy.triton import model_config
+        from ..deploy.triton import model_config
 
         runtime = self._model(request.name, request.version)
         config = model_config(runtime, max_batch_size=self.limits.max_rows)

@@ -283,6 +283,7 @@ def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool, log_every
             raise SpecnetError("--tensorboard and --mlflow do not follow --nproc runs yet: "
                                "track a one-process run, or launch with torchrun")
         m = launch(spec, nproc, folder, resume=resume, quiet=quiet, threads=threads)
+        run = None
     else:
         with _tracking(tensorboard if is_writer() else None,
                        mlflow_uri if is_writer() else None, name=checked.spec.name,
@@ -301,13 +302,14 @@ def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool, log_every
             values = "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                for k, v in m[split].items())
             click.echo(f"  {split:<5}  {values}")
-    from .baseline import baseline_warning, units_note
+    if run is not None:  # a --nproc run's model lives in its run folder, not here
+        from .baseline import baseline_warning, units_note
 
-    if units_note(run):
-        click.echo(f"  {units_note(run).strip(' ()')}")
-    warning = baseline_warning(run)
-    if warning:
-        click.echo(warning, err=True)
+        if units_note(run):
+            click.echo(f"  {units_note(run).strip(' ()')}")
+        warning = baseline_warning(run)
+        if warning:
+            click.echo(warning, err=True)
     click.echo(f"run folder: {folder}")
 
 

@@ -25,6 +25,15 @@ def _csv(tmp: Path) -> dict[str, Any]:
     return {"path": tmp / "t.csv", "target": "kind"}
 
 
+def _parquet(tmp: Path) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": list(range(30)), "b": [i * 0.5 for i in range(30)],
+                             "kind": ["xyz"[i % 3] for i in range(30)]}), tmp / "t.parquet")
+    return {"path": tmp / "t.parquet", "target": "kind"}
+
+
 def _npz(tmp: Path) -> dict[str, Any]:
     np.savez(tmp / "t.npz", X=np.ones((20, 2, 3)), y=np.arange(20) % 4)
     return {"path": tmp / "t.npz"}
@@ -55,6 +64,7 @@ SMALL: dict[str, Callable[[Path], dict[str, Any]]] = {
     "digits": lambda _: {"as_image": True},
     "diabetes": lambda _: {},
     "csv": _csv,
+    "parquet": _parquet,
     "npz": _npz,
     "mnist_idx": _idx,
 }

@@ -100,7 +100,9 @@ def test_predict_raw_csv_rows_with_blanks_and_unseen_categories(built: Path,
     result = runner.invoke(main, ["predict", str(built / "out"), str(rows)])
     assert result.exit_code == 0, result.output
     lines = [ln for ln in result.output.splitlines() if not ln.startswith("note")]
-    assert lines[0] == "label,prob_no,prob_yes" and len(lines) == 4
+    # The id column leads the output, in input order (specnet.columns marks it an id).
+    assert lines[0] == "customer_id,label,prob_no,prob_yes" and len(lines) == 4
+    assert [ln.split(",")[0] for ln in lines[1:]] == ["X1", "X2", "X3"]
     assert "note: ignoring column(s) the model does not use: 'extra'" in result.output
     # The same rows through the runtime layer serve will call (JSON records with nulls).
     rt = Runtime(built / "out")
@@ -109,7 +111,7 @@ def test_predict_raw_csv_rows_with_blanks_and_unseen_categories(built: Path,
         {"Age": None, "plan": "enterprise", "active": "NO", "income": "50000"},
         {"Age": "55", "plan": None, "active": None, "income": "NA"}])
     probs = rt.run_feed(feed)
-    from_csv = np.array([[float(v) for v in ln.split(",")[2:]] for ln in lines[1:]])
+    from_csv = np.array([[float(v) for v in ln.split(",")[3:]] for ln in lines[1:]])
     np.testing.assert_allclose(probs, from_csv[:, 0], rtol=1e-6)
 
 

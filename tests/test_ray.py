@@ -290,7 +290,7 @@ def test_ctrl_c_stops_a_sweep_and_its_own_ray_with_a_clean_error(base: Path, wri
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1] == "error: interrupted"
+    assert err.strip().splitlines()[-1].startswith("error: interrupted (SIGINT): nothing was written")
     assert not (tmp_path / "out").exists()
     assert not _gone(_ray_pids(trials=True) - before), "Ray processes left after Ctrl-C"
 

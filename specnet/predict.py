@@ -245,16 +245,10 @@ def run_model(runtime: Runtime, src: Input, note: Callable[[str], None] | None =
     return runtime.run(input_rows(art, src, note, expected=expected))
 
 
-def read_feed(art: Artifact, path: str, fmt: str | None = None,
-              note: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
-    """The feed of a raw-column model (input_layout "columns") from CSV or JSON rows with
-    text, blanks and nulls; ModelInputError naming the file, line / row and column."""
-    return feed_rows(art, load_input(path, fmt), note)
-
-
 def feed_rows(art: Artifact, src: Input,
               note: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
-    """The feed of a raw-column model from a loaded input (see `read_feed`)."""
+    """The feed of a raw-column model (input_layout "columns") from loaded CSV or JSON rows
+    with text, blanks and nulls; ModelInputError naming the file, line / row and column."""
     try:
         if src.kind == "npy":
             raise ModelInputError("this model takes raw columns (text and blanks allowed): "

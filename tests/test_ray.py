@@ -124,6 +124,26 @@ def test_grid_and_cv_results_are_identical_to_the_local_backend(
     assert (tmp_path / "out" / "plot.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_heldout_and_nested_estimates_train_on_ray_with_the_local_numbers(
+        base: Path, write_spec: Any) -> None:
+    path = write_spec("extends: base.yaml\ndata: {source: xor, n_samples: 120, noise: 0.1, "
+                      "split: {validation: 0.2, test: 0.2}}\nsweep:\n  grid: {optimizer.lr: "
+                      "[0.001, 0.05]}\n  cv: {folds: 2, nested: 2}\n", "nested.yaml")
+    sweep = load_sweep(path)
+    local = run_sweep(sweep, jobs=1)
+    on_ray = run_sweep(sweep, jobs=0, backend="ray")
+    a, b = local.estimates, on_ray.estimates
+    assert a is not None and b is not None and a.heldout is not None and b.heldout is not None
+    assert a.heldout.pid == os.getpid() and b.heldout.pid != os.getpid()  # a Ray worker's
+    assert {k: v for k, v in a.heldout.values.items() if k != "time_s"} == \
+           {k: v for k, v in b.heldout.values.items() if k != "time_s"}
+    assert len(a.nested) == len(b.nested) == 2
+    for x, y in zip(a.nested, b.nested, strict=True):
+        assert (x.winner, x.inner_score, x.score, x.rows, x.error) == \
+               (y.winner, y.inner_score, y.score, y.rows, y.error)
+    assert a.heldout_score == b.heldout_score and a.nested_score == b.nested_score
+
+
 def test_cli_sweep_on_ray_writes_the_same_files(base: Path, write_spec: Any, runner: Any,
                                                 tmp_path: Path) -> None:
     path = write_spec("extends: base.yaml\nsweep:\n  grid: {optimizer.lr: [0.001, 0.05]}\n"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ..errors import SpecnetError
 from .load import Sweep, Variant, load_sweep, sweep_from_source
 from .report import SweepResult, VariantResult
-from .runner import Job, JobResult, cores, fold_indices, make_jobs, prepare_job
+from .runner import Job, JobResult, fold_indices, make_jobs, prepare_job
 from .section import Override, SweepSection
 from .selection import estimate
 
@@ -40,6 +40,14 @@ def run_sweep(sweep: Sweep, jobs: int = 1, threads: int = 1,
     runs with `threads` threads); `sweep.scheduler` (Ray only) stops poor trainings early.
     `progress` gets one line per finished variant. Raises SpecnetError when every run fails.
     """
+    from .backends import session
+
+    with session(backend, address, threads):
+        return _run(sweep, jobs, threads, progress, backend, address)
+
+
+def _run(sweep: Sweep, jobs: int, threads: int, progress: Progress | None, backend: str,
+         address: str | None) -> SweepResult:
     from .asha import plan_for
     from .backends import make_backend
 
@@ -76,8 +84,10 @@ def run_sweep(sweep: Sweep, jobs: int = 1, threads: int = 1,
     if all(not g.ok for g in grouped):
         first = next(r.error for r in results if r.error)
         raise SpecnetError(f"every training of sweep {sweep.name!r} failed; the first: {first}")
-    # The retrainings behind the held-out / nested estimates run on local processes (the
-    # scheduler must not stop them); on Ray, as many as this machine's cores.
-    out.estimates = estimate(out, max(1, min(runner.slots, cores())), runner.threads, progress)
+    # The retrainings behind the held-out / nested estimates run on the same backend,
+    # without the scheduler (they must run their course).
+    out.estimates = estimate(
+        out, lambda jobs_: make_backend(backend, jobs, threads, len(jobs_), address).run(jobs_),
+        progress)
     out.wall_s = time.perf_counter() - t0
     return out

@@ -276,15 +276,16 @@ def _winner(means: list[tuple[float, int]], mode: str) -> int | None:
     return min(finite, key=lambda t: (sign * t[0], t[1]))[1]
 
 
-def estimate(result: SweepResult, processes: int, threads: int,
+def estimate(result: SweepResult, execute: Callable[[list[Job]], list[JobResult]],
              progress: Callable[[str], None] | None = None) -> Estimates | None:
     """Run the trainings behind the estimates of a cv sweep (None without cv).
 
     The winner is retrained with its spec's own split (held-out rows = test split) when
     there are held-out rows; with `cv.nested`, each outer fold repeats the selection on
-    its training rows and retrains its winner there. Runs on `processes` processes.
+    its training rows and retrains its winner there. `execute` runs a list of jobs and
+    returns their results (the sweep's backend: local processes or Ray).
     """
-    from .runner import Job, _arrays, execute
+    from .runner import Job, _arrays
 
     sweep = result.sweep
     cv = sweep.section.cv
@@ -298,8 +299,7 @@ def estimate(result: SweepResult, processes: int, threads: int,
     index = {id(vr): i for i, vr in enumerate(result.results)}
 
     def run(jobs: list[Job]) -> dict[tuple[int, int, int], JobResult]:
-        done = execute(jobs, max(1, min(processes, len(jobs))), threads)
-        return {r.key: r for r in done}
+        return {r.key: r for r in execute(jobs)}
 
     refits: list[Job] = []
     if cv.nested:

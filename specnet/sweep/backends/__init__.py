@@ -11,7 +11,8 @@ backends give the same metrics to the last digit (the training times differ).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from ...errors import SpecnetError
@@ -67,3 +68,23 @@ def make_backend(name: str, jobs: int, threads: int, n_jobs: int, address: str |
         return RayBackend(threads=threads, max_at_once=jobs, address=address,
                           scheduler=scheduler)
     raise SpecnetError(f"unknown sweep backend {name!r}; choose from {', '.join(BACKENDS)}")
+
+
+@contextlib.contextmanager
+def session(name: str, address: str | None, threads: int) -> Iterator[None]:
+    """One Ray for all of a sweep's trainings (the sweep's and its estimates'), started here
+    and shut down afterwards unless Ray already runs in this process; local: nothing."""
+    if name != "ray":
+        yield
+        return
+    from .ray import _init, import_ray
+
+    ray = import_ray()
+    if ray.is_initialized():
+        yield
+        return
+    _init(ray, address, threads)
+    try:
+        yield
+    finally:
+        ray.shutdown()

@@ -11,27 +11,50 @@ Importing specnet does not import torch; the functions that need it import it th
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from .compile import compile_spec as compile_spec
 from .errors import DataError as DataError
 from .errors import SpecError as SpecError
 from .errors import SpecnetError as SpecnetError
 from .errors import VerificationError as VerificationError
-from .spec.schema import Spec as Spec
-from .spec.validate import Checked as Checked
-from .spec.validate import check as check
-from .spec.validate import load_spec as load
-from .spec.validate import validate as validate
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "compile_spec": (".compile", "compile_spec"),
+    "Spec": (".spec.schema", "Spec"),
+    "Checked": (".spec.validate", "Checked"),
+    "check": (".spec.validate", "check"),
+    "load": (".spec.validate", "load_spec"),
+    "validate": (".spec.validate", "validate"),
+}
+"""Public names imported on first use: the spec language (pydantic models, the layer
+registry) takes most of a second to import, which `specnet predict` and `specnet serve`
+(and every `python -m specnet.cli` run, which imports this package) do not need."""
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = getattr(importlib.import_module(module, __name__), attr)
+    globals()[name] = value  # once: later lookups find it without this function
+    return value
+
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
+    from .compile import compile_spec as compile_spec
     from .data.prepare import Prepared
     from .export import Exported
+    from .spec.schema import Spec as Spec
+    from .spec.validate import Checked as Checked
+    from .spec.validate import check as check
+    from .spec.validate import load_spec as load
+    from .spec.validate import validate as validate
     from .track import Callback
     from .trainer import Run
 
@@ -69,6 +92,8 @@ def export_run(run: Run | str | Path, out: str | Path) -> Exported:
 
 def summarize(spec: Spec) -> str:
     """The layer table of a validated spec (shapes, parameters, totals) as text."""
+    from .spec.validate import check
+
     return check(spec).summary.table()
 
 

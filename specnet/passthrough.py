@@ -71,7 +71,9 @@ def header(src: Input) -> list[str] | None:
     """Column names of a CSV input (its header) or of JSON records (keys in order of first
     appearance); None for JSON rows and NPY, which name no columns."""
     if src.kind == "csv":
-        return _csv_rows(src.text)[0]
+        from .columnar import header as csv_header
+
+        return csv_header(src.text)[0]  # the first record only, not every row
     if src.kind != "json":
         return None
     records = _json_records(src)
@@ -103,6 +105,11 @@ def read_columns(src: Input, names: Sequence[str], what: str = "asked for") -> d
     if not names:
         return {}
     if src.kind == "csv":
+        from . import columnar
+
+        fast = columnar.read(src.text, names, empty_rows=False)
+        if fast is not None:  # else: pyarrow is missing, or a line is for the rules below
+            return {n: columnar.stripped(fast.cells[n]) for n in names}
         head, rows = _csv_rows(src.text)
         for n in names:
             if n not in head:

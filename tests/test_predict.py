@@ -315,3 +315,88 @@ def test_threshold_is_refused_for_a_multiclass_model(iris: Path) -> None:
     assert code == 1 and out == ""
     assert err == ("error: --threshold applies to binary models only; 'iris' is a "
                    "classification model\n")
+
+
+# ---------------------------------------------------------------- fast and careful CSV paths
+
+
+@pytest.mark.parametrize("body", [
+    "1,2,3,4\n5.5,6e0, 7 ,+8\n",
+    "1,2,3,4\r\n\r\n-0,.5,1.,1E-3\r\n",
+    '"1",2,3,"4"\n',
+    "1_0,2,3,4\n",  # Python reads it, pyarrow does not: the careful path
+], ids=["plain", "crlf-and-blank-line", "quoted", "underscore-digits"])
+def test_fast_and_careful_csv_paths_give_the_same_rows(iris: Path, body: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from specnet import columnar
+    from specnet.predict import read_csv
+
+    art = Runtime(iris, threads=1).artifact
+    text = f"{HEADER}\n{body}"
+    fast = read_csv(art, text)
+    assert (columnar.rows(art, text) is None) == ("_" in body)  # which path ran
+    monkeypatch.setattr(columnar, "_pyarrow", lambda: None)  # the base install
+    careful = read_csv(art, text)
+    np.testing.assert_array_equal(fast, careful)
+    assert fast.dtype == careful.dtype == np.float64
+
+
+@pytest.mark.parametrize("name", [c[0] for c in BAD_INPUTS if c[0].startswith("csv")])
+def test_csv_errors_are_the_same_without_pyarrow(iris: Path, tmp_path: Path, name: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from specnet import columnar
+
+    _, file, content, _ = next(c for c in BAD_INPUTS if c[0] == name)
+    (tmp_path / file).write_text(content)
+    fast = _run(str(iris), str(tmp_path / file))
+    monkeypatch.setattr(columnar, "_pyarrow", lambda: None)
+    assert _run(str(iris), str(tmp_path / file)) == fast
+
+
+def test_csv_output_is_each_number_as_float32_text() -> None:
+    """to_csv formats columns in bulk; the text is what `str(np.float32(v))` gives each
+    value, and the csv module quotes the cells that need it."""
+    from specnet.predict import to_csv
+
+    values = np.array([0.39984196, 1e-5, 1e-4, 1 / 3, 123456789.0, 1e16, 0.0, -0.0,
+                       np.nan, np.inf, 3.4e38, -2.5e-30], np.float32)
+    probs = np.stack([values, 1 - values], axis=1)
+    labels = ["a,b", 'say "hi"', "x"] * 4
+    kept = {"id": [f"id {i}" for i in range(11)] + [None], "note": ["", " ", "a\nb"] * 4}
+    with np.errstate(invalid="ignore", over="ignore"):
+        text = to_csv({"labels": labels, "probabilities": probs,
+                       "class_labels": ["p", "q"]}, kept)
+        rows = list(csv.reader(io.StringIO(text)))
+        assert rows[0] == ["id", "note", "label", "prob_p", "prob_q"]
+        assert rows[1:] == [["" if k is None else k, n, lab, str(p), str(q)] for k, n, lab, (p, q)
+                            in zip(kept["id"], kept["note"], labels, probs, strict=True)]
+        old = io.StringIO()  # the writer as it was: one row, one value at a time
+        w = csv.writer(old, lineterminator="\n")
+        w.writerow(rows[0])
+        w.writerows(["" if k is None else str(k), n, lab, *(str(np.float32(v)) for v in row)]
+                    for k, n, lab, row in zip(kept["id"], kept["note"], labels, probs,
+                                              strict=True))
+        assert text == old.getvalue()
+        text = to_csv({"values": values.astype(np.float64).reshape(-1, 2),
+                       "target_names": None})
+    assert text.splitlines()[0] == "value_0,value_1"
+    assert text.splitlines()[1:] == [f"{np.float32(a)!s},{np.float32(b)!s}"
+                                     for a, b in values.reshape(-1, 2)]
+
+
+def test_predict_on_csv_imports_neither_torch_nor_pandas(iris: Path, tmp_path: Path) -> None:
+    (tmp_path / "x.csv").write_text(f"{HEADER}\n1,2,3,4\n")
+    code = f"""
+import sys
+from specnet.cli import main
+try:
+    main(["predict", {str(iris)!r}, {str(tmp_path / 'x.csv')!r}])
+except SystemExit as exc:
+    assert exc.code in (0, None), exc.code
+heavy = sorted(m for m in ("torch", "pandas") if m in sys.modules)
+print("imported:", heavy)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "imported: []"

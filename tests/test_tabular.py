@@ -261,3 +261,77 @@ def test_serve_takes_raw_records_and_bytes_tensors(built: Path) -> None:
         client.close()
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------- fast and careful CSV paths
+
+FAST_CSV = [
+    # (id, text after the header "customer_id,Age,plan,active,income,extra")
+    ("plain", "C1,30,basic,yes,100,a\nC2,41,pro,no,2.5e4,b\n"),
+    ("blank-words-any-case", 'C1, NA ,N/A,Null,nan,\nC2,?,"",NONE,-NaN,\nC3,,none,,#N/A,\n'),
+    ("spaces-and-quotes", 'C1, 3e1 ," te,am ",  True ,  -0 ,"x ""y"""\n'),
+    ("unseen-and-numbers-as-text", "C1,1.,enterprise,1,.5,\nC2,+2,42,0.0,1E3,\n"),
+    ("blank-lines-and-crlf", "C1,30,basic,yes,1,\r\n\r\nC2,31,pro,no,2,\r\n"),
+    ("a-row-of-blanks", "C1,30,basic,yes,1,\n,,,,,\n"),
+    ("underscore-digits", "C1,1_000,basic,yes,1,\n"),  # Python reads it, pyarrow does not
+]
+
+
+def _feeds_agree(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert list(a) == list(b)
+    for name in a:
+        assert a[name].shape == b[name].shape and a[name].dtype == b[name].dtype, name
+        if a[name].dtype == object:
+            assert a[name].tolist() == b[name].tolist(), name
+        else:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+@pytest.mark.parametrize("body", [c[1] for c in FAST_CSV], ids=[c[0] for c in FAST_CSV])
+def test_fast_and_careful_csv_paths_give_the_same_feed(built: Path, body: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from specnet import columnar
+    from specnet.passthrough import read_columns
+    from specnet.predict import Input, feed_rows
+
+    art = Runtime(built / "out").artifact
+    src = Input("x.csv", "csv", text="customer_id,Age,plan,active,income,extra\n" + body)
+    fast, ids = feed_rows(art, src), read_columns(src, ["customer_id", "extra"])
+    if "_" not in body:  # the fast path took it (underscore digits are the careful path's)
+        assert columnar.feed(art, src.text) is not None
+    monkeypatch.setattr(columnar, "_pyarrow", lambda: None)  # the base install
+    _feeds_agree(fast, feed_rows(art, src))
+    assert ids == read_columns(src, ["customer_id", "extra"])
+
+
+BAD_CSV = [
+    ("short-line", "Age,plan,active,income\n30,basic,yes,1\n31,pro\n",
+     "line 3 (row 2): 2 fields, the header has 4"),
+    ("bad-cells", "Age,plan,active,income\n30,basic,maybe,1\n\nx,pro,no,inf\n",
+     "line 4 (row 2), column 'Age': 'x' is not a number\n"  # every problem, column by column
+     "x.csv: line 2 (row 1), column 'active': 'maybe' is not true/false (or yes/no, 1/0)\n"
+     "x.csv: line 4 (row 2), column 'income': inf is not a finite number"),
+    ("beyond-float32", "Age,plan,active,income\n30,basic,yes,-1e39\n",
+     "line 2 (row 1), column 'income': -1e+39 is outside the float32 range"),
+    ("missing-column", "age,plan,active,income\n30,basic,yes,1\n", "missing column(s) 'Age'"),
+    ("header-only", "Age,plan,active,income\n", "no data rows after the header"),
+    ("empty", "\n", "empty CSV"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), [c[1:] for c in BAD_CSV],
+                         ids=[c[0] for c in BAD_CSV])
+def test_csv_errors_are_the_same_with_and_without_pyarrow(
+        built: Path, text: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from specnet import columnar
+    from specnet.predict import Input, feed_rows
+
+    art = Runtime(built / "out").artifact
+    src = Input("x.csv", "csv", text=text)
+    with pytest.raises(ModelInputError) as fast:
+        feed_rows(art, src)
+    monkeypatch.setattr(columnar, "_pyarrow", lambda: None)
+    with pytest.raises(ModelInputError) as careful:
+        feed_rows(art, src)
+    assert str(fast.value) == str(careful.value)
+    assert str(fast.value).startswith("x.csv: ") and message in str(fast.value)

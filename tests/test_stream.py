@@ -266,3 +266,22 @@ def test_a_streamed_run_exports_and_verifies(files: Path, tmp_path: Path,
     exported = export_run(run, tmp_path / "export")
     assert (exported.folder / "model.onnx").is_file()
     assert exported.report  # export_model raises VerificationError when the parity fails
+
+
+def test_specnet_train_streams_a_parquet_file_over_the_budget(
+        big: Path, tmp_path: Path, runner: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from specnet.cli import main
+
+    monkeypatch.setenv("SPECNET_MAX_MEMORY_MB", "16")
+    spec = _spec(big, {**PARQUET, "stream": True, "stream_groups": 1,
+                       "split": {"validation": 0.1, "test": 0.1}}, epochs=1, batch_size=256)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    checked = runner.invoke(main, ["validate", str(path)])  # no column table: no whole read
+    assert checked.exit_code == 0, checked.output
+    assert "(data.stream: true)" in checked.output
+    result = runner.invoke(main, ["train", str(path), "-o", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "weights.safetensors").is_file()

@@ -21,8 +21,16 @@ def _split(run: Run) -> tuple[str, np.ndarray, np.ndarray]:
     for name, X, y in (("test", p.X_test, p.y_test), ("validation", p.X_val, p.y_val),
                        ("train", p.X_train, p.y_train)):
         if len(X):
-            return name, X, y
-    return "train", p.X_train, p.y_train
+            return _head(name, X, y)
+    return _head("train", p.X_train, p.y_train)
+
+
+def _head(name: str, X: np.ndarray, y: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
+    """The split as it is, or the first rows of a streamed one."""
+    from .data.stream import head
+
+    rows = head(X)
+    return name, rows, y[:len(rows)]
 
 
 def baseline_warning(run: Run) -> str | None:

@@ -77,17 +77,26 @@ def over_memory(nbytes: float) -> bool:
     return nbytes > memory_budget()
 
 
-def check_bytes(nbytes: float, what: str) -> None:
-    """BudgetError when `what` would take more than the memory budget."""
+def check_bytes(nbytes: float, what: str, hint: str = "") -> None:
+    """BudgetError when `what` would take more than the memory budget; `hint` is added
+    to the message."""
     if over_memory(nbytes):
-        raise BudgetError(f"{what} would take {size_text(nbytes)}; {raise_hint()}")
+        raise BudgetError(f"{what} would take {size_text(nbytes)}; {raise_hint()}"
+                          f"{', ' + hint if hint else ''}")
 
 
 # ---------------------------------------------------------------- files
 
 
-def regular_file(path: str | Path, what: str = "data file") -> os.stat_result:
-    """stat of `path`, refusing anything but a regular file within the memory budget.
+STREAM_HINT = ("or set data.stream: true (npy and parquet sources) to read the file "
+               "batch by batch")
+"""How to train on a data file bigger than the budget, for messages."""
+
+
+def regular_file(path: str | Path, what: str = "data file",
+                 bounded: bool = True) -> os.stat_result:
+    """stat of `path`, refusing anything but a regular file within the memory budget
+    (`bounded`; a streamed data file may be any size).
 
     FIFOs, devices (/dev/zero), sockets and folders are refused with their kind named; a
     symbolic link loop and a missing file get their own messages.
@@ -110,9 +119,10 @@ def regular_file(path: str | Path, what: str = "data file") -> os.stat_result:
                 "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
         raise BudgetError(f"{path}: is {kind}; specnet reads {what}s from regular files only "
                           "(its size must be known before reading)")
-    if over_memory(st.st_size):
+    if bounded and over_memory(st.st_size):
+        hint = f", {STREAM_HINT}" if what == "data file" else ""
         raise BudgetError(f"{path}: the file is {size_text(st.st_size)}, over the memory "
-                          f"budget; {raise_hint()}")
+                          f"budget; {raise_hint()}{hint}")
     return st
 
 

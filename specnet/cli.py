@@ -417,6 +417,9 @@ def _echo_columns(spec: Any, quiet: bool) -> None:
 
     if quiet or not isinstance(spec.data, _Tabular):
         return
+    if getattr(spec.data, "stream", False):  # the table reads every column whole
+        click.echo(f"streaming {spec.data.path} (data.stream: true)")
+        return
     from .data.tabular import describe
 
     click.echo(describe(spec.data).table())  # type: ignore[arg-type]

@@ -244,6 +244,9 @@ def verification_data(prepared: Prepared, seed: int) -> dict[str, np.ndarray]:
                                          ("validation", prepared.X_val),
                                          ("train", prepared.X_train)) if len(X)]
     name, X = splits[0]
+    from .data.stream import head
+
+    X = head(X)  # a streamed split: its first rows
     real = x.inverse(X) if x.kind != "none" else X.astype(np.float32)
     return {name: real, "random": random_rows(x.offset, x.scale, RANDOM_ROWS, seed)}
 

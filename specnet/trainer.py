@@ -33,6 +33,7 @@ from . import threads as threads_
 from .compile import compile_spec
 from .data.prepare import Prepared, Scaler, prepare
 from .data.sources import SourceInfo
+from .data.stream import SplitRows
 from .errors import DataError, ModelInputError, TrainingError
 from .io import atomic_write_text, strict_json
 from .losses import LossFn, build_loss
@@ -226,9 +227,13 @@ class _Trainer:
         self.shuffle = torch.Generator().manual_seed(spec.seed)
         self.has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                  for m in self.model.modules())
-        # Whole splits on the device once; targets in the form the loss trains on.
+        # Whole splits on the device once; targets in the form the loss trains on. A
+        # streamed set (data.stream) keeps its features in the file: batches are gathered
+        # per step and splits evaluated chunk by chunk (specnet.data.stream).
+        self.streamed = {s: getattr(prepared, f"X_{s}") for s in ("train", "val", "test")
+                         if isinstance(getattr(prepared, f"X_{s}"), SplitRows)}
         self.X = {s: torch.from_numpy(getattr(prepared, f"X_{s}")).to(device)
-                  for s in ("train", "val", "test")}
+                  for s in ("train", "val", "test") if s not in self.streamed}
         self.Y = {s: self.loss.target(torch.from_numpy(getattr(prepared, f"y_{s}"))).to(device)
                   for s in ("train", "val", "test")}
         # Targets for the metrics, in user units (regression targets scaled back).
@@ -268,16 +273,26 @@ class _Trainer:
     def _train_epoch(self) -> tuple[Tensor, int, Tensor, np.ndarray]:
         """One pass over the training split; returns (loss sum, rows, outputs, row order)."""
         model, opt, crit = self.model, self.optimizer, self.loss.criterion
-        X, Y = self.X["train"], self.Y["train"]
-        n = len(X)
-        if self.spec.training.shuffle:
-            order = self.group.shard(torch.randperm(n, generator=self.shuffle))
-        else:
+        stream = self.streamed.get("train")
+        Y = self.Y["train"]
+        n = len(Y)
+        if not self.spec.training.shuffle:
             order = self.group.shard(torch.arange(n))
-        if self.spec.training.shuffle or len(order) != n:
-            on_device = order.to(self.device)
-            X, Y = X[on_device], Y[on_device]
+        elif stream is not None:
+            order = self.group.shard(stream.epoch_order(self.shuffle))
+        else:
+            order = self.group.shard(torch.randperm(n, generator=self.shuffle))
+        if stream is not None:
+            X = None
+            Y = Y[order.to(self.device)]
             n = len(order)
+        elif self.spec.training.shuffle or len(order) != n:
+            on_device = order.to(self.device)
+            X, Y = self.X["train"][on_device], Y[on_device]
+            n = len(order)
+        else:
+            X = self.X["train"]
+        rows = order.numpy()
         reg = self.spec.regularization
         clip = reg.grad_clip
         total = torch.zeros((), device=self.device)
@@ -285,7 +300,12 @@ class _Trainer:
         used = 0
         model.train()
         for start, stop in self._batches(n):
-            xb, yb = X[start:stop], Y[start:stop]
+            if X is None:  # streamed: gather this step's rows from the file
+                assert stream is not None
+                xb = torch.from_numpy(stream.take(rows[start:stop])).to(self.device)
+            else:
+                xb = X[start:stop]
+            yb = Y[start:stop]
             with self.amp.autocast():
                 try:
                     out = model(xb)
@@ -317,11 +337,16 @@ class _Trainer:
     def _evaluate(self, split: str, reference: bool = False) -> dict[str, float]:
         """Loss and metrics of the current model on a split, in eval mode, without grad;
         `reference`: metrics from sklearn.metrics itself (the final figures)."""
-        X = self.X[split]
-        if len(X) == 0:
+        stream = self.streamed.get(split)
+        if len(self.Y[split]) == 0:
             return {}
         self.model.eval()
-        out = _outputs(self.model, X)
+        if stream is not None:
+            with torch.no_grad():
+                out = torch.cat([self.model(torch.from_numpy(chunk).to(self.device))
+                                 for chunk in stream.chunks(_EVAL_CHUNK)])
+        else:
+            out = _outputs(self.model, self.X[split])
         with torch.no_grad():
             loss = float(self.loss.criterion(out, self.Y[split]))
         return {"loss": loss, **self._metrics(split, out, reference=reference)}

@@ -47,6 +47,12 @@ def _idx(tmp: Path) -> dict[str, Any]:
     return {"images": tmp / "img.gz", "labels": tmp / "lab.gz", "as_image": True}
 
 
+def _npy(tmp: Path) -> dict[str, Any]:
+    xy = np.column_stack([np.arange(24.0).reshape(8, 3), np.arange(8) % 2])
+    np.save(tmp / "xy.npy", xy)
+    return {"path": tmp / "xy.npy"}
+
+
 # One small, offline configuration per registered source. A new source must add a line
 # here: test_every_source_is_walked fails until it does.
 SMALL: dict[str, Callable[[Path], dict[str, Any]]] = {
@@ -66,6 +72,7 @@ SMALL: dict[str, Callable[[Path], dict[str, Any]]] = {
     "csv": _csv,
     "parquet": _parquet,
     "npz": _npz,
+    "npy": _npy,
     "mnist_idx": _idx,
 }
 

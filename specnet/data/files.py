@@ -372,7 +372,12 @@ def _npz_shapes(src: Npz, x: tuple[int, ...], y: tuple[int, ...]) -> None:
 
 
 def _npz_target(src: Npz, y: np.ndarray) -> _Target:
-    path, yk, hint = src.path, src.y_key, src.task_hint
+    return array_target(src.path, src.y_key, src.task_hint, y)
+
+
+def array_target(path: Path, yk: str, hint: str, y: np.ndarray) -> _Target:
+    """Decide a target array y (n,) or (n, targets) of numbers or strings (`yk` names it
+    in messages); `hint` is the source's task_hint."""
     if y.dtype.kind in "US":
         if hint == "regression":
             _fail(path, f"{yk!r} holds text but task_hint is regression")

@@ -294,6 +294,11 @@ class RawSplits(dict[str, "Table"]):
 
 
 def prepare(spec: Spec) -> Prepared:
-    """Load the spec's data source and split and scale it (seeded by `spec.seed`)."""
+    """Load the spec's data source and split and scale it (seeded by `spec.seed`); a
+    `stream: true` source is split and fitted without loading (`stream.prepare_streamed`)."""
+    if getattr(spec.data, "stream", False):
+        from .stream import prepare_streamed
+
+        return prepare_streamed(spec)
     arrays = spec.data.load(spec.seed)
     return prepare_arrays(spec.data, arrays, spec.seed, spec.task == "regression")

@@ -198,6 +198,13 @@ def read_parquet(path: Path) -> Loaded:
     if not path.exists():
         raise DataError(f"{path}: no such file")
     try:
+        md = pa.parquet.ParquetFile(str(path)).metadata
+        from ..budget import STREAM_HINT, check_bytes
+
+        # Decoded columns (arrow) and their float64 copies: 16 bytes a cell.
+        check_bytes(16 * md.num_rows * md.num_columns,
+                    f"{path}: reading {md.num_rows:,} rows x {md.num_columns} columns",
+                    STREAM_HINT)
         tbl = pa.parquet.read_table(str(path))
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: not a readable Parquet file: "

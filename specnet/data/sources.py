@@ -363,7 +363,7 @@ class _FileSource(DataSource):
         if isinstance(data, dict):
             model._given = {k: str(v) for k, v in data.items()
                             if isinstance(v, str | Path) and cls.model_fields.get(k) is not None
-                            and cls.model_fields[k].annotation is Path}
+                            and cls.model_fields[k].annotation in (Path, Path | None)}
         return model
 
     def given_paths(self) -> dict[str, str]:
@@ -434,6 +434,19 @@ class Parquet(_Tabular):
     source: Literal["parquet"] = "parquet"
     path: Path
     """Parquet file, relative to the spec file."""
+    stream: bool = False
+    """Read row groups while training instead of loading the file (numeric and boolean
+    feature columns without blanks only; see docs/scale.md)."""
+    stream_groups: int = Field(4, ge=1)
+    """With `stream`: row groups shuffled together (and held in memory) at a time; each
+    epoch visits the groups in a seeded order and shuffles the rows within them."""
+
+    def info(self) -> SourceInfo:
+        if self.stream:
+            from .stream import parquet_info
+
+            return parquet_info(self)
+        return super().info()
 
 
 class Npz(_FileSource):
@@ -458,6 +471,43 @@ class Npz(_FileSource):
         from .files import npz_load
 
         return npz_load(self)
+
+
+class Npy(_FileSource):
+    """NumPy .npy arrays: features and target in one (n, columns) array, or a feature file
+    and a target file. Read whole, or memory-mapped batch by batch with `stream: true`."""
+
+    source: Literal["npy"] = "npy"
+    path: Path
+    """.npy file of features (n, ...), or of features and target (n, columns) together."""
+    y_path: Path | None = None
+    """.npy file of targets (n,) or (n, targets); leave out to take the target from a
+    column of `path` (`target_column`)."""
+    target_column: int | None = None
+    """The column of `path` (n, columns) that holds the target; -1 is the last (the
+    default when `y_path` is not set)."""
+    task_hint: Literal["auto", "classification", "regression"] = "auto"
+    """Treat the targets as classes or values; auto: integers are classes."""
+    stream: bool = False
+    """Memory-map the file and gather each batch's rows from it instead of loading it
+    (see docs/scale.md)."""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Npy:
+        if self.y_path is not None and self.target_column is not None:
+            raise ValueError("give either y_path (targets in a file of their own) or "
+                             "target_column (the target is a column of `path`), not both")
+        return self
+
+    def info(self) -> SourceInfo:
+        from .npy import npy_info
+
+        return npy_info(self)
+
+    def load(self, seed: int) -> Arrays:
+        from .npy import npy_load
+
+        return npy_load(self)
 
 
 class MnistIdx(_FileSource):
@@ -511,7 +561,7 @@ class InMemory(DataSource):
 
 SOURCE_CLASSES: tuple[type[DataSource], ...] = (
     Xor, Moons, Circles, Blobs, Classification, Regression, Iris, Wine, BreastCancer,
-    Digits, Diabetes, Csv, Parquet, Npz, MnistIdx, InMemory,
+    Digits, Diabetes, Csv, Parquet, Npz, Npy, MnistIdx, InMemory,
 )
 SOURCES: dict[str, type[DataSource]] = {
     cls.model_fields["source"].default: cls for cls in SOURCE_CLASSES

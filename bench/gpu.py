@@ -56,13 +56,66 @@ def _time(spec: Spec, rounds: int) -> tuple[float, float]:
     return best, acc
 
 
+def check_stream(device: str, tmp: Path) -> str:
+    """A streamed (memory-mapped) .npy set trains on `device` to the weights the same file
+    loaded whole gives there."""
+    import numpy as np
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=20_000, n_features=20, random_state=0)
+    np.save(tmp / "xy.npy", np.column_stack([X, y]).astype(np.float32))
+    runs = []
+    for stream in (False, True):
+        spec = validate({
+            "name": "stream_check", "seed": 0, "device": device,
+            "data": {"source": "npy", "path": str(tmp / "xy.npy"), "stream": stream},
+            "model": [{"linear": 64}, "relu", {"linear": "auto"}],
+            "training": {"epochs": 2, "batch_size": 256, "metrics": ["accuracy"]}})
+        runs.append(train(spec))
+    same = all(torch.equal(a.cpu(), b.cpu()) for a, b in zip(
+        runs[0].model.state_dict().values(), runs[1].model.state_dict().values(), strict=True))
+    return (f"streamed .npy on {runs[1].metrics['device']}: test accuracy "
+            f"{runs[1].metrics['test']['accuracy']:.4f}, weights identical to in-memory: {same}")
+
+
+def check_launcher(device: str, tmp: Path) -> str:
+    """`torchrun --nproc-per-node 1 -m specnet train` on `device`: joins a process group
+    (nccl on cuda, gloo on cpu), trains, and rank 0 writes the run folder."""
+    import json
+    import os
+    import subprocess
+
+    (tmp / "ddp.yaml").write_text(
+        f"name: ddp_check\nseed: 0\ndevice: {device}\ndata: digits\n"
+        "model: [{linear: 64}, relu, {linear: auto}]\n"
+        "training: {epochs: 3, batch_size: 64, metrics: [accuracy]}\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1",
+         "--master-port", "29561", "-m", "specnet", "train", str(tmp / "ddp.yaml"), "-q",
+         "-o", str(tmp / "ddp_run")], env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        return f"torchrun failed ({done.returncode}): {done.stderr.strip()[-800:]}"
+    m = json.loads((tmp / "ddp_run" / "metrics.json").read_text())
+    return (f"torchrun 1 rank on {m.get('device')}: backend {m.get('backend')}, world size "
+            f"{m.get('world_size')}, test accuracy {m['test']['accuracy']:.4f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--batch", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--checks-only", choices=["cpu", "cuda"], default=None,
+                    help=argparse.SUPPRESS)  # the streaming / launcher checks alone
     args = ap.parse_args()
+    if args.checks_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(check_stream(args.checks_only, Path(tmp)))
+            print(check_launcher(args.checks_only, Path(tmp)))
+        return 0
     if not torch.cuda.is_available():
         build = "a CPU-only build" if torch.version.cuda is None else "no GPU found"
         print(f"bench/gpu.py: no CUDA device ({build} of torch {torch.__version__}); "
@@ -98,6 +151,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         exported = export_run(run, Path(tmp) / "digits_cnn")
     print(f"export of the cuda-trained digits_cnn: {exported.report['summary']}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for check in (check_stream, check_launcher):
+            try:
+                print(check("cuda", Path(tmp)))
+            except Exception as exc:  # report and go on: the other checks still tell
+                print(f"{check.__name__} failed: {type(exc).__name__}: {exc}")
     return 0
 
 

@@ -5,7 +5,8 @@ A launcher (`torchrun`, `specnet train --nproc N`, a cluster's own) starts one p
 rank and sets RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT.
 `join()` reads them and joins the process group (gloo on CPU, nccl on CUDA); without them
 it returns `Single`, which changes nothing. The trainer only calls the small interface both
-share: `shard`, `local_batch`, `sync_grads`, `gather_epoch`, `sync_buffers`, `is_writer`.
+share: `shard`, `local_batch`, `micro_batch`, `sync_grads`, `after_step`, `sync_params`,
+`gather_epoch`, `sync_buffers`, `gather_optimizer`, `is_writer`.
 
 Semantics (docs/scale.md):
 - every rank draws the same seeded permutation of the training rows each epoch (the
@@ -15,6 +16,13 @@ Semantics (docs/scale.md):
 - `training.batch_size` is the global batch: each rank steps on ceil(batch_size / world)
   rows and gradients are averaged over ranks, so one step sees the same rows as one step of
   a single process;
+- `training.accumulate: k` cuts each rank's rows of a step into k micro-batches whose
+  gradients add up before the one all-reduce of the step (what DDP's `no_sync()` does for
+  all but the last micro-batch);
+- `training.local_sgd: {average_every: k}` replaces the per-step gradient all-reduce by
+  torch's PeriodicModelAverager: every rank steps on its own gradients and the parameters
+  are averaged every k steps and at the end of every epoch (local SGD; a different
+  algorithm, see docs/scale.md); each rank's optimizer state is kept in checkpoints;
 - every rank evaluates the full validation and test splits itself (identical weights give
   identical figures, so early stopping agrees on every rank without messages); the training
   split's per-epoch metrics are gathered from all ranks with padded duplicates dropped;
@@ -41,6 +49,7 @@ from torch import Tensor, nn
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from .errors import TrainingError
+from .spec.schema import Training
 
 ENV_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 """The variables a launcher sets for every rank (LOCAL_WORLD_SIZE is optional)."""
@@ -103,6 +112,11 @@ def shard_rows(order: Tensor, rank: int, world: int) -> Tensor:
     return padded[rank::world]
 
 
+def micro_rows(rows: int, accumulate: int) -> int:
+    """Rows per micro-batch when a rank's `rows` per step are cut into `accumulate` parts."""
+    return max(1, math.ceil(rows / accumulate))
+
+
 class Single:
     """One process: every method leaves things as they are."""
 
@@ -110,6 +124,9 @@ class Single:
     world = 1
     local_world = 1
     is_writer = True
+
+    def __init__(self, training: Training | None = None) -> None:
+        self._training = training
 
     def device(self, device: torch.device) -> torch.device:
         """The device this rank trains on."""
@@ -126,6 +143,33 @@ class Single:
     def sync_grads(self, params: list[nn.Parameter]) -> None:
         """Average gradients over ranks (after backward, before clipping and the step)."""
 
+    def after_step(self, params: list[nn.Parameter]) -> None:
+        """After each optimizer step (local SGD averages the parameters every k steps)."""
+
+    def sync_params(self, params: list[nn.Parameter]) -> None:
+        """At the end of an epoch: make parameters equal on all ranks (local SGD)."""
+
+    def gather_optimizer(self, state: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """Every rank's optimizer state on rank 0 when ranks keep their own (local SGD),
+        else None; a collective: every rank calls it at every checkpoint."""
+        return None
+
+    def own_optimizer(self, states: list[dict[str, Any]], path: Path) -> dict[str, Any]:
+        """This rank's optimizer state out of a checkpoint's per-rank states."""
+        if len(states) != self.world:
+            raise TrainingError(
+                f"{path} holds the optimizer states of {len(states)} ranks (local_sgd keeps "
+                f"one per rank) but this run has {self.world}; resume with --nproc "
+                f"{len(states)}, or train without --resume to start over")
+        return states[self.rank]
+
+    def averager_step(self) -> int:
+        """Optimizer steps the model averager has counted (0 without local SGD)."""
+        return 0
+
+    def set_averager_step(self, step: int) -> None:
+        """Continue the model averager's count from a checkpoint."""
+
     def gather_epoch(self, total: Tensor, used: int, outs: Tensor,
                      order: np.ndarray) -> tuple[Tensor, int, Tensor, np.ndarray]:
         """The epoch's loss sum, rows, outputs and their row indices over all ranks."""
@@ -136,7 +180,13 @@ class Single:
 
     def record(self) -> dict[str, Any]:
         """Keys for metrics.json."""
-        return {}
+        t = self._training
+        if t is None or t.accumulate == 1:
+            return {}
+        out: dict[str, Any] = {"global_batch_size": t.batch_size, "accumulate": t.accumulate}
+        if isinstance(t.batch_size, int):
+            out["micro_batch_size"] = micro_rows(t.batch_size, t.accumulate)
+        return out
 
     def close(self) -> None:
         """Leave the process group."""
@@ -145,13 +195,15 @@ class Single:
 class Group(Single):
     """This process as rank `env.rank` of `env.world`, in an initialised process group."""
 
-    def __init__(self, env: Env, device: torch.device, batch_size: int | str) -> None:
+    _training: Training
+
+    def __init__(self, env: Env, device: torch.device, training: Training) -> None:
         import torch.distributed as dist
 
         self.env = env
         self.rank, self.world, self.local_world = env.rank, env.world, env.local_world
         self.is_writer = env.rank == 0
-        self._batch_size = batch_size
+        self._training = training
         self._device = device
         if device.type == "cuda":
             self._device = torch.device("cuda", env.local_rank % max(1, torch.cuda.device_count()))
@@ -167,6 +219,13 @@ class Group(Single):
                     f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} "
                     f"({backend}): {exc}") from None
         self.backend = backend
+        self._averager: Any = None
+        if training.local_sgd is not None:
+            from torch.distributed.algorithms.model_averaging.averagers import (
+                PeriodicModelAverager,
+            )
+
+            self._averager = PeriodicModelAverager(period=training.local_sgd.average_every)
 
     def device(self, device: torch.device) -> torch.device:
         return self._device
@@ -180,6 +239,8 @@ class Group(Single):
     def sync_grads(self, params: list[nn.Parameter]) -> None:
         import torch.distributed as dist
 
+        if self._averager is not None:  # local SGD: each rank steps on its own gradients
+            return
         grads = [p.grad for p in params if p.grad is not None]
         if not grads:
             return
@@ -190,6 +251,32 @@ class Group(Single):
         for g in grads:
             g.copy_(flat[offset:offset + g.numel()].view_as(g))
             offset += g.numel()
+
+    def after_step(self, params: list[nn.Parameter]) -> None:
+        if self._averager is not None:
+            self._averager.average_parameters(params)  # every `period`-th call
+
+    def sync_params(self, params: list[nn.Parameter]) -> None:
+        if self._averager is not None:
+            from torch.distributed.algorithms.model_averaging.utils import average_parameters
+
+            average_parameters(iter(params), None)  # type: ignore[arg-type]
+
+    def gather_optimizer(self, state: dict[str, Any]) -> list[dict[str, Any]] | None:
+        import torch.distributed as dist
+
+        if self._averager is None:
+            return None
+        states: list[Any] | None = [None] * self.world if self.is_writer else None
+        dist.gather_object(state, states, dst=0)
+        return states
+
+    def averager_step(self) -> int:
+        return int(self._averager.step) if self._averager is not None else 0
+
+    def set_averager_step(self, step: int) -> None:
+        if self._averager is not None:
+            self._averager.step = step
 
     def gather_epoch(self, total: Tensor, used: int, outs: Tensor,
                      order: np.ndarray) -> tuple[Tensor, int, Tensor, np.ndarray]:
@@ -219,10 +306,21 @@ class Group(Single):
                 buf.div_(self.world)
 
     def record(self) -> dict[str, Any]:
-        bs = self._batch_size
-        return {"world_size": self.world, "backend": self.backend,
-                "global_batch_size": bs,
-                "per_rank_batch_size": bs if bs == "full" else self.local_batch(int(bs))}
+        t = self._training
+        bs = t.batch_size
+        per_rank = bs if bs == "full" else self.local_batch(int(bs))
+        out: dict[str, Any] = {"world_size": self.world, "backend": self.backend,
+                               "global_batch_size": bs, "per_rank_batch_size": per_rank}
+        if t.accumulate > 1:
+            out["accumulate"] = t.accumulate
+            if isinstance(per_rank, int):
+                out["micro_batch_size"] = micro_rows(per_rank, t.accumulate)
+        if t.local_sgd is not None:
+            out["sync"] = "local_sgd"
+            out["average_every"] = t.local_sgd.average_every
+        else:
+            out["sync"] = "gradients"
+        return out
 
     def close(self) -> None:
         import torch.distributed as dist
@@ -231,12 +329,35 @@ class Group(Single):
             dist.destroy_process_group()
 
 
-def join(device: torch.device, batch_size: int | str) -> Single:
+def join(device: torch.device, training: Training) -> Single:
     """Group when this process was launched as a rank (see `from_env`), else Single."""
     env = from_env()
     if env is None or env.world == 1:
-        return Single()
-    return Group(env, device, batch_size)
+        return Single(training)
+    return Group(env, device, training)
+
+
+def describe(group: Single, training: Training, train_rows: int) -> str | None:
+    """The startup line of a data-parallel or accumulating run (None for a plain one):
+    rows per optimizer step and how they are split over ranks and micro-batches."""
+    k = training.accumulate
+    if group.world == 1 and k == 1:
+        return None
+    bs = training.batch_size
+    step = train_rows if bs == "full" else int(bs)
+    per_rank = min(group.local_batch(step), math.ceil(train_rows / group.world))
+    parts = []
+    if group.world > 1:
+        parts.append(f"{group.world} ranks x {per_rank} rows")
+    if k > 1:
+        parts.append(f"{k} micro-batches of {micro_rows(per_rank, k)} rows"
+                     + (" per rank" if group.world > 1 else ""))
+    line = f"{step} rows per optimizer step = {', '.join(parts)}"
+    if group.world > 1:
+        ls = training.local_sgd
+        line += (f"; parameters averaged every {ls.average_every} steps (local SGD)"
+                 if ls is not None else "; gradients all-reduced every step")
+    return line
 
 
 # ---------------------------------------------------------------- --nproc

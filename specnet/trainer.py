@@ -270,6 +270,19 @@ class _Trainer:
             spans.pop()
         return spans
 
+    def _micro(self, start: int, stop: int, rows: int) -> list[tuple[int, int]]:
+        """The micro-batches of the step [start, stop) (`training.accumulate`): spans of
+        ceil(rows / accumulate) rows, `rows` being a full step's rows on this rank."""
+        k = self.spec.training.accumulate
+        if k == 1:
+            return [(start, stop)]
+        size = distributed.micro_rows(rows, k)
+        spans = [(i, min(i + size, stop)) for i in range(start, stop, size)]
+        # A one-row micro-batch cannot pass batchnorm in training mode: merge it backwards.
+        if self.has_batchnorm and len(spans) > 1 and spans[-1][1] - spans[-1][0] == 1:
+            spans[-2:] = [(spans[-2][0], stop)]
+        return spans
+
     def _train_epoch(self) -> tuple[Tensor, int, Tensor, np.ndarray]:
         """One pass over the training split; returns (loss sum, rows, outputs, row order)."""
         model, opt, crit = self.model, self.optimizer, self.loss.criterion
@@ -299,28 +312,40 @@ class _Trainer:
         outs: list[Tensor] = []
         used = 0
         model.train()
-        for start, stop in self._batches(n):
-            if X is None:  # streamed: gather this step's rows from the file
-                assert stream is not None
-                xb = torch.from_numpy(stream.take(rows[start:stop])).to(self.device)
-            else:
-                xb = X[start:stop]
-            yb = Y[start:stop]
-            with self.amp.autocast():
-                try:
-                    out = model(xb)
-                except ValueError as exc:  # batchnorm in training mode on a one-row batch
-                    if "more than 1 value per channel" not in str(exc):
-                        raise
-                    raise TrainingError(
-                        f"batchnorm cannot normalise batches of one row (training.batch_size: "
-                        f"{self.spec.training.batch_size}, {n} training rows); use a larger "
-                        "batch_size or remove the batchnorm layer") from None
-                loss = crit(out, yb)
-            extra = penalty(self.penalized, reg.l1, reg.l2)
-            objective = loss if extra is None else loss + extra
+        spans = self._batches(n)
+        step_rows = spans[0][1] - spans[0][0] if spans else 0
+        for start, stop in spans:
             opt.zero_grad(set_to_none=True)
-            self.amp.backward(objective)
+            micro = self._micro(start, stop, step_rows)
+            # Gradients of the micro-batches add up in .grad; weighting each loss by its
+            # share of the step's rows makes the sum the gradient of the step's mean loss.
+            # No all-reduce until the last one (DDP's no_sync()).
+            for a, b in micro:
+                if X is None:  # streamed: gather these rows from the file
+                    assert stream is not None
+                    xb = torch.from_numpy(stream.take(rows[a:b])).to(self.device)
+                else:
+                    xb = X[a:b]
+                yb = Y[a:b]
+                with self.amp.autocast():
+                    try:
+                        out = model(xb)
+                    except ValueError as exc:  # batchnorm in training mode on a one-row batch
+                        if "more than 1 value per channel" not in str(exc):
+                            raise
+                        raise TrainingError(
+                            f"batchnorm cannot normalise batches of one row (training."
+                            f"batch_size: {self.spec.training.batch_size}, accumulate: "
+                            f"{self.spec.training.accumulate}, {n} training rows); use a "
+                            "larger batch_size or remove the batchnorm layer") from None
+                    loss = crit(out, yb)
+                objective = loss if len(micro) == 1 else loss * ((b - a) / (stop - start))
+                if b == stop:  # the penalty once per step
+                    extra = penalty(self.penalized, reg.l1, reg.l2)
+                    objective = objective if extra is None else objective + extra
+                self.amp.backward(objective)
+                total += loss.detach().float() * (b - a)
+                outs.append(out.detach())
             self.group.sync_grads(self.params)
             if clip is not None:
                 self.amp.unscale(opt)
@@ -329,8 +354,7 @@ class _Trainer:
                 elif clip.value is not None:
                     nn.utils.clip_grad_value_(self.params, clip.value)
             self.amp.step(opt)
-            total += loss.detach().float() * (stop - start)
-            outs.append(out.detach())
+            self.group.after_step(self.params)
             used = stop
         return self.group.gather_epoch(total, used, torch.cat(outs), order[:used].numpy())
 
@@ -366,6 +390,7 @@ class _Trainer:
         set_lr(self.optimizer, lr)
         t0 = time.perf_counter()
         total, used, outs, order = self._train_epoch()
+        self.group.sync_params(self.params)
         self.group.sync_buffers(self.model)
         train_loss = float(total) / max(used, 1)  # the one sync of the epoch
         row: dict[str, float] = {"epoch": float(epoch + 1), "loss": train_loss}
@@ -404,11 +429,16 @@ class _Trainer:
     # ------------------------------------------------------------ checkpoints
 
     def state(self) -> dict[str, Any]:
-        """Everything needed to continue bit-identically (see checkpoint.py)."""
+        """Everything needed to continue bit-identically (see checkpoint.py). Every rank
+        calls it at every checkpoint (local SGD gathers each rank's optimizer state)."""
+        optimizer = self.optimizer.state_dict()
+        per_rank = self.group.gather_optimizer(optimizer)
         return {
             "spec_hash": spec_hash(self.spec),
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": optimizer,
+            **({"rank_optimizers": per_rank, "averager_step": self.group.averager_step()}
+               if per_rank is not None else {}),
             "schedule": self.schedule.state_dict(),
             "rng": ckpt.rng_state(self.shuffle),
             "history": self.history,
@@ -427,7 +457,12 @@ class _Trainer:
                 "train without --resume to start over")
         try:
             self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            per_rank = state.get("rank_optimizers")
+            if per_rank is not None:  # local SGD: each rank continues its own state
+                self.optimizer.load_state_dict(self.group.own_optimizer(per_rank, path))
+                self.group.set_averager_step(int(state["averager_step"]))
+            else:
+                self.optimizer.load_state_dict(state["optimizer"])
             self.schedule.load_state_dict(state["schedule"])
             ckpt.set_rng_state(state["rng"], self.shuffle)
             best = state["best"]
@@ -569,7 +604,7 @@ def train(spec: Spec | str | Path | dict[str, Any], run_dir: Path | str | None =
     if run_path is not None:
         check_run_dir(run_path, Path(spec) if isinstance(spec, str | Path) else None)
     spec, info, n_out = _checked(spec)
-    group = distributed.join(_device(spec.device), spec.training.batch_size)
+    group = distributed.join(_device(spec.device), spec.training)
     try:
         return _train(spec, info, n_out, run_path, resume, quiet, prepared, threads, group,
                       callbacks, log_every)
@@ -604,9 +639,11 @@ def _train(spec: Spec, info: SourceInfo, n_out: int, run_path: Path | None, resu
         progress = _Progress(spec.training.epochs, trainer.epoch, quiet or not group.is_writer,
                              every=log_every)
         try:
-            if note is not None:
-                progress.note(note)
-            _fit(trainer, progress, ckpt_dir if group.is_writer else None, callbacks)
+            start = distributed.describe(group, spec.training, len(prepared.X_train))
+            for line in (start, note):
+                if line is not None:
+                    progress.note(line)
+            _fit(trainer, progress, ckpt_dir, callbacks, write=group.is_writer)
         finally:
             progress.close()
         metrics = trainer.finish()
@@ -618,7 +655,8 @@ def _train(spec: Spec, info: SourceInfo, n_out: int, run_path: Path | None, resu
 
 
 def _fit(trainer: _Trainer, progress: _Progress, ckpt_dir: Path | None,
-         callbacks: Sequence[Callback] = ()) -> None:
+         callbacks: Sequence[Callback] = (), write: bool = True) -> None:
+    """Run the epochs; checkpoint into `ckpt_dir` (None: none) when `write` (rank 0)."""
     spec = trainer.spec
     every = spec.training.checkpoint_every
     found = ckpt.list_checkpoints(ckpt_dir) if ckpt_dir is not None else []
@@ -636,7 +674,9 @@ def _fit(trainer: _Trainer, progress: _Progress, ckpt_dir: Path | None,
             if callback.on_epoch_end(row) and not trainer.done:
                 trainer.stopped = True  # e.g. a sweep scheduler stops it here
         if ckpt_dir is not None and (trainer.epoch % every == 0 or trainer.done):
-            last_good = ckpt.save(ckpt_dir, trainer.epoch, trainer.state())
+            state = trainer.state()  # on every rank: it may be a collective
+            if write:
+                last_good = ckpt.save(ckpt_dir, trainer.epoch, state)
     es = spec.training.early_stopping
     if trainer.stopped and es is not None:
         progress.note(f"early stopping at epoch {trainer.epoch}: best {es.monitor} "

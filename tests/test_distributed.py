@@ -18,6 +18,7 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
+from specnet.checkpoint import load as ckpt_load
 from specnet.distributed import Env, _describe, from_env, shard_rows
 from specnet.errors import TrainingError
 from specnet.trainer import load_run, train
@@ -182,3 +183,133 @@ def test_two_gloo_processes_kill_resume_and_match_an_uninterrupted_run(
     single = train(spec)
     assert single.metrics["test"]["accuracy"] > 0.75
     assert abs(metrics["test"]["accuracy"] - single.metrics["test"]["accuracy"]) < 0.05
+
+
+# ---------------------------------------------------------------- fewer synchronisations
+
+_PLAIN = """\
+name: acc
+seed: 0
+data: {source: classification, n_samples: 1200, n_features: 12, n_classes: 2,
+       split: {validation: 0.2, test: 0.2}}
+model: [linear: 16, relu, linear: auto]
+optimizer: {type: sgd, lr: 0.1}
+training: {epochs: 3, batch_size: 64, accumulate: ACC, metrics: [accuracy]}
+"""
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    from specnet.checkpoint import load_weights
+
+    return load_weights(run_dir / "weights.safetensors")
+
+
+@pytest.mark.parametrize(("bad", "match"), [
+    ("accumulate: 65", r"\.yaml:\d+:\d+: training\.accumulate: 65 micro-batches per step do "
+                       r"not fit batch_size 64 .*use accumulate <= 64"),
+    ("accumulate: 0", r"\.yaml:\d+:\d+: training\.accumulate: must be at least 1, got 0"),
+    ("local_sgd: {average_every: 1}",
+     r"\.yaml:\d+:\d+: training\.local_sgd\.average_every: must be at least 2, got 1"),
+    ("local_sgd: {every: 8}", r"training\.local_sgd\.every: unknown key 'every'"),
+], ids=["more-micro-batches-than-rows", "zero", "average-every-step", "unknown-key"])
+def test_bad_accumulate_and_local_sgd_settings_are_located_errors(
+        tmp_path: Path, bad: str, match: str) -> None:
+    from specnet.errors import SpecError
+    from specnet.spec.validate import load_spec
+
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(_PLAIN.replace("accumulate: ACC", bad))
+    with pytest.raises(SpecError, match=match):
+        load_spec(spec)
+
+
+def test_accumulation_steps_on_the_same_rows_as_one_big_batch(tmp_path: Path) -> None:
+    # One process, batch 64 in 4 micro-batches of 16 against batch 64 at once: the same
+    # rows per step and, in exact arithmetic, the same gradient (the micro-batch losses are
+    # weighted by their share of the step); in float32 the sums are added in another order,
+    # so the weights agree to rounding, not to the bit.
+    one = train(_spec_file(tmp_path, "one", _PLAIN, 1))
+    four = train(_spec_file(tmp_path, "four", _PLAIN, 4))
+    assert four.metrics["accumulate"] == 4 and four.metrics["micro_batch_size"] == 16
+    assert four.metrics["global_batch_size"] == 64
+    assert "accumulate" not in one.metrics
+    for k, v in one.model.state_dict().items():
+        torch.testing.assert_close(four.model.state_dict()[k], v, atol=2e-5, rtol=0)
+
+
+def _spec_file(tmp_path: Path, name: str, text: str, accumulate: int) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text.replace("ACC", str(accumulate)))
+    return path
+
+
+def test_two_processes_accumulating_match_one_process_stepping_on_the_whole_batch(
+        tmp_path: Path) -> None:
+    # 2 ranks x 2 micro-batches of 16 rows, one all-reduce per step, against one process
+    # on batches of 64: the same rows per step, the same weights up to float rounding.
+    spec = _spec_file(tmp_path, "acc", _PLAIN, 2)
+    out = tmp_path / "ddp"
+    run = subprocess.run(_train_cmd(spec, out, "--nproc", "2"), env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert ("64 rows per optimizer step = 2 ranks x 32 rows, 2 micro-batches of 16 rows per "
+            "rank; gradients all-reduced every step") in run.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["global_batch_size"] == 64 and metrics["per_rank_batch_size"] == 32
+    assert metrics["accumulate"] == 2 and metrics["micro_batch_size"] == 16
+    assert metrics["sync"] == "gradients"
+    single = train(_spec_file(tmp_path, "one", _PLAIN, 1))
+    for k, v in single.model.state_dict().items():
+        torch.testing.assert_close(_weights(out)[k], v, atol=2e-5, rtol=0)
+
+
+_LOCAL_SGD = _SPEC.replace("epochs: 16", "epochs: 8").replace(
+    "batch_size: 32", "batch_size: 32\n  accumulate: 2\n  local_sgd: {average_every: 4}")
+
+
+def test_local_sgd_with_accumulation_repeats_bit_identically_and_resumes(
+        tmp_path: Path) -> None:
+    spec = tmp_path / "lsgd.yaml"
+    spec.write_text(_LOCAL_SGD)
+    first, killed = tmp_path / "first", tmp_path / "killed"
+    run = subprocess.run(_train_cmd(spec, first, "--nproc", "2"), env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "parameters averaged every 4 steps (local SGD)" in run.stdout
+    metrics = json.loads((first / "metrics.json").read_text())
+    assert metrics["sync"] == "local_sgd" and metrics["average_every"] == 4
+    assert metrics["accumulate"] == 2 and metrics["micro_batch_size"] == 8
+    assert metrics["test"]["accuracy"] > 0.7
+
+    # The same job again, one rank killed after its second checkpoint, then resumed: the
+    # bytes of the uninterrupted run. Every rank continues its own optimizer state and the
+    # averager's step count from the checkpoint.
+    proc = subprocess.Popen(_train_cmd(spec, killed, "--nproc", "2", "-q"), env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpts = killed / "checkpoints"
+    deadline, stopped_at = time.monotonic() + 300, 0
+    while time.monotonic() < deadline and proc.poll() is None and stopped_at < 2:
+        names = sorted(p.name for p in ckpts.glob("epoch_*.pt")) if ckpts.is_dir() else []
+        stopped_at = int(names[-1][6:11]) if names else 0
+        time.sleep(0.01)
+    assert stopped_at >= 2, "no second checkpoint: the run ended or did not get that far"
+    _ranks(proc)[-1].kill()
+    proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    newest = sorted(ckpts.glob("epoch_*.pt"))[-1]
+    stopped_at = int(newest.name[6:11])
+    assert 2 <= stopped_at < 8
+    state = ckpt_load(newest, 8)
+    assert len(state["rank_optimizers"]) == 2 and state["averager_step"] > 0
+    run = subprocess.run(_train_cmd(spec, killed, "--nproc", "2", "--resume"), env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "resumed ddp from" in run.stdout and f"epoch {stopped_at + 1}/8" in run.stdout
+    assert (killed / "weights.safetensors").read_bytes() == \
+        (first / "weights.safetensors").read_bytes()
+
+    # Resuming with another number of processes is refused: the optimizer states are per rank.
+    (killed / "metrics.json").unlink()
+    with pytest.raises(TrainingError, match=r"optimizer states of 2 ranks .* resume with "
+                                            r"--nproc 2"):
+        train(spec, killed, resume=True)

@@ -27,7 +27,7 @@ SCHEMA_FILE = ROOT / "specs" / "specnet.schema.json"
 REQUIRED = {
     "Spec.data", "Spec.model", "Linear.units", "Conv1d.out_channels", "Conv2d.out_channels",
     "Reshape.shape", "Unflatten.shape", "Block.layers", "Csv.path", "Csv.target", "Parquet.path", "Parquet.target", "Npz.path",
-    "Npy.path", "MnistIdx.images", "MnistIdx.labels", "InMemory.shape",
+    "Npy.path", "MnistIdx.images", "MnistIdx.labels", "InMemory.shape", "LocalSGD.average_every",
 }
 
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ..data.sources import SOURCES, AnySource
 from ..layers import LAYERS, AnyLayer, expand_layer
@@ -326,6 +332,16 @@ class EarlyStopping(Strict):
     """Put back the best weights at the end (also when training runs to max epochs)."""
 
 
+class LocalSGD(Strict):
+    """Data-parallel training by periodic model averaging (local SGD) instead of a gradient
+    all-reduce every step; see docs/scale.md."""
+
+    average_every: int = Field(..., ge=2, le=1_000_000)
+    """Optimizer steps between parameter averages over ranks (and at every epoch's end).
+
+    At least 2: averaging after every step costs more than all-reducing gradients."""
+
+
 class Training(Strict):
     """The training loop settings."""
 
@@ -333,6 +349,9 @@ class Training(Strict):
     """Maximum number of passes over the training split."""
     batch_size: Annotated[int, Field(ge=1)] | Literal["full"] = 32
     """Rows per optimizer step; 'full' uses the whole training split (batch GD)."""
+    accumulate: int = Field(1, ge=1, le=65_536)
+    """Split each optimizer step's rows into this many micro-batches and add up their
+    gradients (one gradient all-reduce per step under --nproc); 1: no accumulation."""
     shuffle: bool = True
     """Reshuffle the training split every epoch (from the seeded generator)."""
     schedule: AnySchedule | None = None
@@ -349,6 +368,19 @@ class Training(Strict):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Arithmetic of forward and loss: fp32, or mixed precision bf16 (CPU or GPU) / fp16
     (GPU only, with loss scaling). Weights, optimizer and evaluation stay fp32."""
+    local_sgd: LocalSGD | None = None
+    """Under --nproc: average parameters every `average_every` steps instead of all-reducing
+    gradients every step (a different algorithm); unset: gradients every step."""
+
+    @field_validator("accumulate")
+    @classmethod
+    def _accumulate_fits(cls, v: int, info: ValidationInfo) -> int:
+        batch = info.data.get("batch_size")
+        if isinstance(batch, int) and v > batch:
+            raise ValueError(
+                f"{v} micro-batches per step do not fit batch_size {batch} (at least one row "
+                f"each): use accumulate <= {batch}, or raise batch_size to {v} or more")
+        return v
 
     @field_validator("schedule", mode="before")
     @classmethod

@@ -101,9 +101,15 @@ def _tracking(tensorboard: Path | None, mlflow_uri: str | None,
     finally:
         trackers.close(ok)
         if trackers:
-            where = [f"TensorBoard {tensorboard}" if tensorboard is not None else "",
-                     f"MLflow {mlflow_uri}" if mlflow_uri is not None else ""]
-            click.echo(f"tracked in {' and '.join(w for w in where if w)}", err=True)
+            _tracked(tensorboard, mlflow_uri)
+
+
+def _tracked(tensorboard: Path | None, mlflow_uri: str | None) -> None:
+    """Say where a command's run was tracked, if anywhere."""
+    where = [f"TensorBoard {tensorboard}" if tensorboard is not None else "",
+             f"MLflow {mlflow_uri}" if mlflow_uri is not None else ""]
+    if any(where):
+        click.echo(f"tracked in {' and '.join(w for w in where if w)}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -279,10 +285,12 @@ def train(spec: Path, run_dir: Path | None, resume: bool, quiet: bool, log_every
     from .distributed import is_writer, launch
 
     if nproc is not None and nproc > 1:
-        if tensorboard is not None or mlflow_uri is not None:
-            raise SpecnetError("--tensorboard and --mlflow do not follow --nproc runs yet: "
-                               "track a one-process run, or launch with torchrun")
-        m = launch(spec, nproc, folder, resume=resume, quiet=quiet, threads=threads)
+        from .track import require
+
+        require(tensorboard, mlflow_uri)
+        m = launch(spec, nproc, folder, resume=resume, quiet=quiet, threads=threads,
+                   tensorboard=tensorboard, mlflow=mlflow_uri)
+        _tracked(tensorboard, mlflow_uri)
         run = None
     else:
         with _tracking(tensorboard if is_writer() else None,

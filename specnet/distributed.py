@@ -367,13 +367,33 @@ _LAUNCHER_LOGGERS = ("torch.distributed.elastic", "torch.multiprocessing.spawn",
 
 
 @record
-def _worker(spec: str, run_dir: str, resume: bool, quiet: bool,
-            threads: int | None) -> dict[str, Any] | None:
-    """One rank of `launch`: train and return the metrics (rank 0) or None."""
+def _worker(spec: str, run_dir: str, resume: bool, quiet: bool, threads: int | None,
+            tensorboard: str | None = None, mlflow: str | None = None
+            ) -> dict[str, Any] | None:
+    """One rank of `launch`: train and return the metrics (rank 0) or None. Rank 0 alone
+    logs to the trackers asked for (`--tensorboard`, `--mlflow`)."""
+    from .track import open_trackers
     from .trainer import train
 
-    run = train(spec, run_dir, resume=resume, quiet=quiet or not is_writer(), threads=threads)
-    return run.metrics if is_writer() else None
+    writer = is_writer()
+    checked = None
+    if writer and (tensorboard is not None or mlflow is not None):
+        from .spec.validate import load_spec
+
+        checked = load_spec(spec).spec
+    trackers = open_trackers(name=checked.name if checked else "", run_name="train",
+                             tensorboard=tensorboard if checked else None,
+                             mlflow=mlflow if checked else None, spec=checked)
+    ok = False
+    try:
+        run = train(spec, run_dir, resume=resume, quiet=quiet or not writer, threads=threads,
+                    callbacks=[trackers])
+        if writer:
+            trackers.run_done(run)
+        ok = True
+    finally:
+        trackers.close(ok)
+    return run.metrics if writer else None
 
 
 def _describe(failures: Mapping[int, Any]) -> str:
@@ -394,9 +414,11 @@ def _describe(failures: Mapping[int, Any]) -> str:
 
 
 def launch(spec: str | Path, nproc: int, run_dir: str | Path, *, resume: bool = False,
-           quiet: bool = False, threads: int | None = None) -> dict[str, Any]:
+           quiet: bool = False, threads: int | None = None,
+           tensorboard: str | Path | None = None, mlflow: str | None = None) -> dict[str, Any]:
     """Train `spec` on `nproc` local processes through torch's elastic launcher (gloo on
-    CPU, nccl on CUDA); returns rank 0's metrics.
+    CPU, nccl on CUDA); returns rank 0's metrics. `tensorboard` / `mlflow`: where rank 0
+    logs the run (as `specnet train --tensorboard DIR --mlflow URI`).
 
     A rank that fails ends the run: the launcher stops the others, and TrainingError names
     the rank and why. No process outlives the call.
@@ -415,7 +437,8 @@ def launch(spec: str | Path, nproc: int, run_dir: str | Path, *, resume: bool = 
         lg.setLevel(logging.CRITICAL)
     try:
         results = elastic_launch(config, _worker)(
-            str(spec), str(run_dir), resume, quiet, threads)
+            str(spec), str(run_dir), resume, quiet, threads,
+            None if tensorboard is None else str(tensorboard), mlflow)
     except ChildFailedError as exc:
         raise TrainingError(_describe(exc.failures)) from None
     finally:

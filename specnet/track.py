@@ -63,6 +63,17 @@ def _missing(extra: str, package: str) -> SpecnetError:
     return SpecnetError(f"{package} is not installed: pip install 'specnet[{extra}]'")
 
 
+def require(tensorboard: object = None, mlflow: object = None) -> None:
+    """Raise the missing-extra error now for a tracker that could not open later (in a
+    launched rank, say); None: not asked for."""
+    import importlib.util
+
+    if tensorboard is not None and importlib.util.find_spec("tensorboardX") is None:
+        raise _missing("tensorboard", "tensorboardX")
+    if mlflow is not None and importlib.util.find_spec("mlflow") is None:
+        raise _missing("mlflow", "mlflow")
+
+
 def _split(row: Mapping[str, float]) -> Iterator[tuple[str, str, float]]:
     """(side, name, value) per scalar of a history row: side 'train' or 'validation'."""
     for key, value in row.items():

@@ -237,6 +237,21 @@ def test_accumulation_steps_on_the_same_rows_as_one_big_batch(tmp_path: Path) ->
         torch.testing.assert_close(four.model.state_dict()[k], v, atol=2e-5, rtol=0)
 
 
+def _assert_tracked_once(tmp_path: Path, epochs: int) -> None:
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "tb" / "acc" / "train"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("epoch_loss")] == list(range(1, epochs + 1))
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # as specnet.track sets it
+    client = MlflowClient(tracking_uri=(tmp_path / "ml").resolve().as_uri())
+    (logged,) = client.search_runs([client.get_experiment_by_name("acc").experiment_id])
+    assert logged.info.status == "FINISHED" and logged.info.run_name == "train"
+    steps = [m.step for m in client.get_metric_history(logged.info.run_id, "loss")]
+    assert steps == list(range(1, epochs + 1)), steps
+
+
 def _spec_file(tmp_path: Path, name: str, text: str, accumulate: int) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(text.replace("ACC", str(accumulate)))
@@ -247,11 +262,15 @@ def test_two_processes_accumulating_match_one_process_stepping_on_the_whole_batc
         tmp_path: Path) -> None:
     # 2 ranks x 2 micro-batches of 16 rows, one all-reduce per step, against one process
     # on batches of 64: the same rows per step, the same weights up to float rounding.
+    # Rank 0 alone logs the run to TensorBoard and MLflow (each epoch once).
     spec = _spec_file(tmp_path, "acc", _PLAIN, 2)
     out = tmp_path / "ddp"
-    run = subprocess.run(_train_cmd(spec, out, "--nproc", "2"), env=_env(),
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(_train_cmd(spec, out, "--nproc", "2", "--tensorboard",
+                                    str(tmp_path / "tb"), "--mlflow", str(tmp_path / "ml")),
+                         env=_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
+    assert "tracked in TensorBoard" in run.stderr
+    _assert_tracked_once(tmp_path, epochs=3)
     assert ("64 rows per optimizer step = 2 ranks x 32 rows, 2 micro-batches of 16 rows per "
             "rank; gradients all-reduced every step") in run.stdout
     metrics = json.loads((out / "metrics.json").read_text())

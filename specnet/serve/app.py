@@ -38,20 +38,18 @@ from .protocol import (
     EXTENSIONS,
     MODEL_VERSION,
     ProtocolError,
-    check_outputs,
-    check_version,
     compress,
     contains_bool,
     decompress,
     encode_http_response,
     json_object,
+    lookup,
     model_config,
-    model_feed,
-    model_input,
     model_metadata,
     output_tensors,
     parse_infer_request,
     repository_index,
+    request_feed,
 )
 from .stats import Metrics, ModelStats
 
@@ -158,10 +156,7 @@ class Service:
 
     def check_model(self, name: str, version: str | None = None) -> None:
         """404 unless `name` (and `version`) is the served model."""
-        if name != self.art.name:
-            raise ProtocolError(404, f"unknown model {name!r}: this server serves "
-                                     f"{self.art.name!r}")
-        check_version(version)
+        lookup({self.art.name: self.art}, name, version)
 
     # ------------------------------------------------------------ work
 
@@ -183,17 +178,9 @@ class Service:
         else:
             req = parse_infer_request(json_object(body, "'inputs'"), None, self.limits.max_rows,
                                       _has_bool_token(body))
-        check_outputs(self.art, req)
-        if self.art.input_layout == "columns":  # one tensor per raw column
-            feed = model_feed(self.art, req, self.limits.max_rows)
-            n = len(next(iter(feed.values())))
-            t_in = time.perf_counter_ns()
-            out = self.runtime.run_feed(feed)
-        else:
-            X = model_input(self.art, req, self.limits.max_rows)
-            n = len(X)
-            t_in = time.perf_counter_ns()
-            out = self.runtime.run(X)
+        feed, n = request_feed(self.art, req, self.limits.max_rows)
+        t_in = time.perf_counter_ns()
+        out = self.runtime.run_feed(feed)
         t_run = time.perf_counter_ns()
         payload, head = encode_http_response(self.art, req, output_tensors(self.art, req, out),
                                              dumps)
@@ -242,7 +229,7 @@ class Service:
             ready = req.get("ready", False)
             if not isinstance(ready, bool):
                 raise ProtocolError(400, f"'ready' must be true or false, got {ready!r:.40}")
-        return repository_index(self.art, ready), 0
+        return repository_index([self.art.name], ready), 0
 
     # ------------------------------------------------------------ plumbing
 

@@ -74,6 +74,11 @@ STATUS_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 408: "DEADLINE_EXCEED
 _log = logging.getLogger(__name__)
 
 
+def check_installed() -> None:
+    """SpecnetError naming the install command when grpcio is missing."""
+    _grpc()
+
+
 def _grpc() -> Any:
     try:
         import grpc
@@ -305,37 +310,17 @@ def start(models: Mapping[str, Runtime], *, host: str = "127.0.0.1", port: int =
     return GrpcServer(server, host, bound)
 
 
-def open_models(model: str | Path, *, threads: int | None = None,
-                allow_unverified: bool = False) -> dict[str, Runtime]:
-    """name -> Runtime of an exported model (folder or model.onnx), or of every model in a
-    Triton model repository (`specnet export MODEL --target triton -o DIR`). An unverified
-    model is refused unless `allow_unverified`, as `specnet serve` does."""
-    from ..deploy.triton import is_repository, repository_models
-
-    path = Path(model)
-    paths = repository_models(path) if is_repository(path) else {"": path}
-    models: dict[str, Runtime] = {}
-    for folder, file in paths.items():
-        runtime = Runtime(file, threads=threads)
-        name = folder or runtime.artifact.name  # a repository serves its folder names
-        problem = runtime.artifact.verification_problem()
-        if problem and not allow_unverified:
-            raise SpecnetError(f"refusing to serve: {problem}; rebuild it with `specnet build` "
-                               "/ `specnet export`, or pass --allow-unverified to serve it "
-                               "anyway")
-        models[name] = runtime
-    return models
-
-
 def serve_model(model: str | Path | Runtime, *, host: str = "127.0.0.1", port: int = 0,
                 threads: int | None = None, limits: GrpcLimits | None = None,
                 allow_unverified: bool = False) -> GrpcServer:
-    """Open an exported model or a Triton model repository of several (`open_models`) and
-    `start` serving it."""
-    _grpc()  # a missing extra is reported before the model is opened
+    """Open an exported model or a model repository of several (`repository.open_models`)
+    and `start` serving it."""
+    check_installed()  # a missing extra is reported before the model is opened
     if isinstance(model, Runtime):
         models = {model.artifact.name: model}
     else:
+        from .repository import open_models
+
         models = open_models(model, threads=threads, allow_unverified=allow_unverified)
     from .. import __version__
 

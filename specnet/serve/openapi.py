@@ -7,6 +7,7 @@ infer the bodies: `Docs` hands each route its `openapi_extra` and `responses`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -44,11 +45,14 @@ def _errors(table: dict[str, str]) -> dict[int | str, dict[str, Any]]:
 
 
 class Docs:
-    """OpenAPI pieces for one served model."""
+    """OpenAPI pieces for the served models (name -> Artifact)."""
 
-    def __init__(self, art: Artifact, limits: Limits) -> None:
-        self.art = art
+    def __init__(self, arts: Mapping[str, Artifact], limits: Limits) -> None:
+        self.arts = dict(arts)
         self.limits = limits
+
+    def _art(self, name: str | None) -> Artifact:
+        return self.arts[name] if name is not None else next(iter(self.arts.values()))
 
     def get(self, summary: str, *, text: bool = False) -> dict[str, Any]:
         """Route keywords for a GET."""
@@ -56,8 +60,9 @@ class Docs:
             "text/plain" if text else "application/json": {"schema": {}}}}
         return {"summary": summary, "responses": {200: ok, **_errors(_GET_ERRORS)}}
 
-    def post(self, summary: str, kind: str) -> dict[str, Any]:
-        """Route keywords for a POST with a `kind` body (infer, predict, index)."""
+    def post(self, summary: str, kind: str, name: str | None = None) -> dict[str, Any]:
+        """Route keywords for a POST with a `kind` body (infer, predict, index) for model
+        `name` (default: the only one)."""
         ok: dict[str, Any] = {"description": "OK", "content": {
             "application/json": {"schema": {}}}}
         if kind == "infer":
@@ -65,7 +70,8 @@ class Docs:
                 "type": "string", "format": "binary"}}
             ok["description"] = ("The v2 response; with binary outputs, the JSON header "
                                  "(Inference-Header-Content-Length bytes) then the tensors.")
-        body = {"infer": self.infer_body, "predict": self.predict_body,
+        art = self._art(name)
+        body = {"infer": lambda: self.infer_body(art), "predict": lambda: self.predict_body(art),
                 "index": self.index_body}[kind]()
         return {"summary": summary, "openapi_extra": {"requestBody": body},
                 "responses": {200: ok, **_errors(_POST_ERRORS)}}
@@ -76,9 +82,8 @@ class Docs:
         return {"type": "number", "exclusiveMinimum": -FLOAT32_LIMIT,
                 "exclusiveMaximum": FLOAT32_LIMIT}
 
-    def infer_body(self) -> dict[str, Any]:
-        """v2 inference request."""
-        art = self.art
+    def infer_body(self, art: Artifact) -> dict[str, Any]:
+        """v2 inference request for `art`."""
         tensor = {
             "type": "object", "required": ["name", "shape", "datatype", "data"],
             "properties": {
@@ -117,9 +122,8 @@ class Docs:
             "application/octet-stream. Content-Encoding gzip / deflate accepted."),
             "content": {"application/json": {"schema": request}}}
 
-    def predict_body(self) -> dict[str, Any]:
-        """/predict request: rows or records."""
-        art = self.art
+    def predict_body(self, art: Artifact) -> dict[str, Any]:
+        """/predict request for `art`: rows or records."""
         n = art.n_features
         rows = {"type": "object", "required": ["rows"], "properties": {"rows": {
             "type": "array", "minItems": 1, "maxItems": self.limits.max_rows,
@@ -160,7 +164,7 @@ class Docs:
                         p["schema"] = {"type": "string", "enum": [MODEL_VERSION]}
                     elif p.get("name") == "name":
                         p["description"] = "Model name."
-                        p["schema"] = {"type": "string", "enum": [self.art.name]}
+                        p["schema"] = {"type": "string", "enum": list(self.arts)}
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)

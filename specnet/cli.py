@@ -725,18 +725,26 @@ def serve(model: Path, host: str, port: int, workers: int, threads: int | None,
           keep_alive: int, header_timeout: float, body_timeout: float,
           graceful_timeout: int, allow_unverified: bool, grpc_port: int | None,
           access_log: bool, log_level: str) -> None:
-    """Serve an exported MODEL over HTTP (Open Inference Protocol v2 + /predict).
+    """Serve an exported MODEL, or a model repository of several, over HTTP (Open
+    Inference Protocol v2 + /predict).
+
+    MODEL: an export folder, a model.onnx, or a repository: a folder of Triton model
+    folders (`specnet export M --target triton -o DIR`, served by folder name) and/or of
+    export folders (`specnet serve exports`, served by model name).
 
     Endpoints: /v2/health/live, /v2/health/ready, /v2/models/<name>[/versions/1]
-    [/ready|/config|/stats|/infer], /v2/repository/index, /predict, /metadata, /metrics
+    [/ready|/config|/stats|/infer], /v2/repository/index, /models/<name>/predict,
+    /models/<name>/metadata, /predict and /metadata (one model only), /metrics
     (Prometheus), /openapi.json, /docs. Works with tritonclient and KServe's client as they
     are (binary tensors, gzip). Runs on onnxruntime only (no torch). Refuses a model whose
     verification is missing or failed unless --allow-unverified.
 
     \b
-    Example:
+    Examples:
       specnet serve exports/iris --port 8000
       curl -s localhost:8000/predict --json '{"rows": [[5.1, 3.5, 1.4, 0.2]]}'
+      specnet serve exports --port 8000 --grpc-port 8001    # every model in exports/
+      curl -s localhost:8000/models/iris/predict --json '{"rows": [[5.1, 3.5, 1.4, 0.2]]}'
     """
     from .runtime import available_cores
     from .serve import Limits
@@ -753,18 +761,27 @@ def serve(model: Path, host: str, port: int, workers: int, threads: int | None,
 
     on_interrupt("the server stopped; nothing to resume")
     grpc_server = None
+    models = None
     if grpc_port is not None:
-        from .serve.grpc import GrpcLimits, serve_model
+        from . import __version__
+        from .runtime import default_threads
+        from .serve import load_models
+        from .serve.grpc import GrpcLimits, check_installed, start
 
-        grpc_server = serve_model(model, host=host, port=grpc_port, threads=threads,
-                                  allow_unverified=allow_unverified, limits=GrpcLimits(
-                                      max_rows=max_rows,
-                                      max_message_bytes=int(max_body_mb * 1024 * 1024)))
+        check_installed()  # a missing extra is reported before any model is opened
+        threads = threads or default_threads(workers)
+        # One process: HTTP and gRPC share the open models. With N workers, each worker
+        # holds its own copy and this process one more for gRPC.
+        models = load_models(model, allow_unverified=allow_unverified, threads=threads,
+                             copies=workers + (workers > 1))
+        grpc_server = start(models, host=host, port=grpc_port, version=__version__,
+                            limits=GrpcLimits(max_rows=max_rows,
+                                              max_message_bytes=int(max_body_mb * 1024 * 1024)))
         click.echo(f"gRPC (GRPCInferenceService) on {host}:{grpc_server.port}", err=True)
     try:
         run_server(model, host=host, port=port, workers=workers, threads=threads,
                    limits=limits, allow_unverified=allow_unverified, access_log=access_log,
-                   log_level=log_level)
+                   log_level=log_level, models=models if workers == 1 else None)
     finally:
         if grpc_server is not None:
             grpc_server.stop()

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from .artifact import Artifact
 
 BLANKS = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "#n/a", "-nan"})
-_TRUE = frozenset({"true", "yes", "1", "1.0"})
-_FALSE = frozenset({"false", "no", "0", "0.0"})
+TRUE_WORDS = frozenset({"true", "yes", "1", "1.0"})
+FALSE_WORDS = frozenset({"false", "no", "0", "0.0"})
 F32_MAX = float(np.finfo(np.float32).max)
 _SHOWN = 20
 
@@ -53,9 +53,9 @@ def _number(v: Any, boolean: bool) -> float:
         if low in BLANKS:
             return math.nan
         if boolean:
-            if low in _TRUE:
+            if low in TRUE_WORDS:
                 return 1.0
-            if low in _FALSE:
+            if low in FALSE_WORDS:
                 return 0.0
             raise ValueError(f"{v!r} is not true/false (or yes/no, 1/0)")
         try:
@@ -87,19 +87,31 @@ def _text(v: Any) -> str:
     raise ValueError(f"expected text or a number, got {type(v).__name__}")
 
 
+def _flat(cells: Sequence[Any]) -> np.ndarray | None:
+    """np.asarray(cells) for the fast paths, or None when a cell holds a list (numpy would
+    make it a second axis, or refuse a ragged one): the cell-by-cell path names it."""
+    try:
+        arr = np.asarray(cells)
+    except ValueError:
+        return None
+    return arr if arr.ndim == 1 else None
+
+
 def _numbers(cells: Sequence[Any], boolean: bool, name: str, where: Any,
              problems: list[str]) -> np.ndarray:
-    text = np.asarray(cells) if boolean else None
+    text = _flat(cells) if boolean else None
     if text is not None and text.dtype.kind == "U":  # fast path: words only
         low = np.char.lower(np.char.strip(text))
         out = np.full(len(low), np.nan, np.float32)
-        out[np.isin(low, list(_TRUE))] = 1.0
-        out[np.isin(low, list(_FALSE))] = 0.0
-        if (np.isin(low, list(_TRUE | _FALSE | BLANKS))).all():
+        out[np.isin(low, list(TRUE_WORDS))] = 1.0
+        out[np.isin(low, list(FALSE_WORDS))] = 0.0
+        if (np.isin(low, list(TRUE_WORDS | FALSE_WORDS | BLANKS))).all():
             return out
     if not boolean:
         try:  # fast path: every cell a number, numeric text or a blank word
-            text = np.asarray(cells)
+            text = _flat(cells)
+            if text is None:
+                raise ValueError("not one value a cell")
             if text.dtype.kind == "U":
                 low = np.char.lower(np.char.strip(text))
                 text = np.where(np.isin(low, list(BLANKS)), "nan", low)
@@ -141,8 +153,8 @@ def feed_from_columns(art: Artifact, columns: Mapping[str, Sequence[Any]],
     for n in names:
         cells = columns[n]
         if types[n] == "BYTES":
-            words = np.asarray(cells)
-            if words.dtype.kind == "U":  # fast path: text only (CSV cells)
+            words = _flat(cells)
+            if words is not None and words.dtype.kind == "U":  # fast path: text only (CSV)
                 stripped = np.char.strip(words)
                 blank = np.isin(np.char.lower(stripped), list(BLANKS))
                 feed[n] = np.where(blank, "", stripped).astype(object).reshape(-1, 1)

@@ -298,6 +298,7 @@ def test_an_internal_error_is_a_json_500_and_counted(iris: Path,
         raise RuntimeError("onnxruntime fell over")
 
     monkeypatch.setattr(runtime, "run", broken)
+    monkeypatch.setattr(runtime, "run_feed", lambda feed: broken(next(iter(feed.values()))))
     app = create_app(runtime)
 
     async def drive() -> str:

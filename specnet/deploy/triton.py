@@ -200,26 +200,3 @@ def export_triton(runtime: Runtime, out: Path, *,
     with atomic_dir(target) as tmp:
         files = write_model(runtime, tmp, max_batch_size=max_batch_size)
     return target, [f"{name}/{f}" for f in files]
-
-
-def is_repository(path: Path) -> bool:
-    """True when `path` is a folder of Triton model folders (`<name>/config.pbtxt`)."""
-    return path.is_dir() and any((p / CONFIG_FILE).is_file() for p in path.iterdir()
-                                 if p.is_dir())
-
-
-def repository_models(path: str | Path) -> dict[str, Path]:
-    """The models of a Triton model repository written by `export_triton`: name -> the
-    newest numeric version's model.onnx. SpecnetError when there is none."""
-    path = Path(path)
-    models: dict[str, Path] = {}
-    for folder in sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else []:
-        versions = sorted((int(v.name), v) for v in folder.iterdir()
-                          if v.is_dir() and v.name.isdigit() and (v / "model.onnx").is_file())
-        if (folder / CONFIG_FILE).is_file() and versions:
-            models[folder.name] = versions[-1][1] / "model.onnx"
-    if not models:
-        raise SpecnetError(f"{path}: no Triton models in it (<name>/config.pbtxt and "
-                           "<name>/<version>/model.onnx); write one with `specnet export MODEL "
-                           f"--target triton -o {path}`")
-    return models

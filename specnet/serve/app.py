@@ -18,7 +18,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -38,21 +38,20 @@ from .protocol import (
     EXTENSIONS,
     MODEL_VERSION,
     ProtocolError,
-    check_outputs,
-    check_version,
     compress,
     contains_bool,
     decompress,
     encode_http_response,
     json_object,
+    lookup,
     model_config,
-    model_feed,
-    model_input,
     model_metadata,
     output_tensors,
     parse_infer_request,
     repository_index,
+    request_feed,
 )
+from .repository import open_models
 from .stats import Metrics, ModelStats
 
 _log = logging.getLogger(__name__)
@@ -71,13 +70,21 @@ _BODY_TYPES = ("application/json", "application/octet-stream")
 
 def load_model(model: str | Path, *, allow_unverified: bool = False,
                threads: int | None = None) -> Runtime:
-    """Open the model for serving; SpecnetError when its verification is missing or failed."""
-    runtime = Runtime(model, threads=threads)
-    problem = runtime.artifact.verification_problem()
-    if problem and not allow_unverified:
-        raise SpecnetError(f"refusing to serve: {problem}; rebuild it with `specnet build` / "
-                           "`specnet export`, or pass --allow-unverified to serve it anyway")
-    return runtime
+    """Open one model for serving; SpecnetError when its verification is missing or failed,
+    or when `model` is a repository of several (see `load_models`)."""
+    models = load_models(model, allow_unverified=allow_unverified, threads=threads)
+    if len(models) != 1:
+        raise SpecnetError(f"{model}: a model repository of {len(models)} models "
+                           f"({', '.join(models)}), not one model")
+    return next(iter(models.values()))
+
+
+def load_models(model: str | Path, *, allow_unverified: bool = False,
+                threads: int | None = None, copies: int = 1) -> dict[str, Runtime]:
+    """Open a model, or every model of a repository (name -> Runtime), for serving; see
+    `serve.repository.open_models`."""
+    return open_models(model, threads=threads, allow_unverified=allow_unverified,
+                       copies=copies)
 
 
 def _error(status: int, message: str, extra: Headers | None = None) -> Reply:
@@ -143,32 +150,52 @@ async def read_body(receive: Receive, length: str | None, limits: Limits) -> byt
         timer.cancel()
 
 
-class Service:
-    """One served model: the work behind every route, independent of FastAPI."""
+class Model:
+    """One served model: the name it is served under, its runtime, its statistics and the
+    metadata documents it answers with."""
 
-    def __init__(self, runtime: Runtime, limits: Limits) -> None:
+    def __init__(self, name: str, runtime: Runtime, limits: Limits) -> None:
+        self.name = name
         self.runtime = runtime
         self.art = runtime.artifact
+        self.stats = ModelStats()
+        self.meta = model_metadata(self.art, name)
+        self.config = model_config(self.art, limits.max_rows, name)
+
+
+class Service:
+    """The served models (name -> Model): the work behind every route, independent of
+    FastAPI."""
+
+    def __init__(self, models: Mapping[str, Runtime], limits: Limits) -> None:
+        self.models = {name: Model(name, runtime, limits) for name, runtime in models.items()}
         self.limits = limits
         self.metrics = Metrics()
-        self.stats = ModelStats()
         self.pool = WorkerPool(limits.pool_threads, limits.max_queue)
 
     # ------------------------------------------------------------ checks
 
-    def check_model(self, name: str, version: str | None = None) -> None:
-        """404 unless `name` (and `version`) is the served model."""
-        if name != self.art.name:
-            raise ProtocolError(404, f"unknown model {name!r}: this server serves "
-                                     f"{self.art.name!r}")
-        check_version(version)
+    def model(self, name: str, version: str | None = None) -> Model:
+        """The model served as `name` (at `version`); 404 naming the served ones."""
+        return lookup(self.models, name, version)
+
+    def only(self, route: str) -> Model:
+        """The one model, for the routes without a model name (/predict, /metadata); 400
+        naming the models and their own routes when there are several."""
+        if len(self.models) == 1:
+            return next(iter(self.models.values()))
+        names = ", ".join(map(repr, self.models))
+        raise ProtocolError(400, f"this server serves {len(self.models)} models ({names}): "
+                                 f"use /models/<name>{route} (e.g. /models/"
+                                 f"{next(iter(self.models))}{route}), or the v2 routes "
+                                 "/v2/models/<name>/...")
 
     # ------------------------------------------------------------ work
 
     def infer(self, name: str, version: str | None, body: bytes,
               headers: dict[str, str]) -> tuple[Any, int]:
         """A v2 inference request -> (Reply, rows)."""
-        self.check_model(name, version)
+        m = self.model(name, version)
         start = time.perf_counter_ns()
         header_length = headers.get("inference-header-content-length")
         if header_length is not None:
@@ -183,32 +210,24 @@ class Service:
         else:
             req = parse_infer_request(json_object(body, "'inputs'"), None, self.limits.max_rows,
                                       _has_bool_token(body))
-        check_outputs(self.art, req)
-        if self.art.input_layout == "columns":  # one tensor per raw column
-            feed = model_feed(self.art, req, self.limits.max_rows)
-            n = len(next(iter(feed.values())))
-            t_in = time.perf_counter_ns()
-            out = self.runtime.run_feed(feed)
-        else:
-            X = model_input(self.art, req, self.limits.max_rows)
-            n = len(X)
-            t_in = time.perf_counter_ns()
-            out = self.runtime.run(X)
+        feed, n = request_feed(m.art, req, self.limits.max_rows)
+        t_in = time.perf_counter_ns()
+        out = m.runtime.run_feed(feed)
         t_run = time.perf_counter_ns()
-        payload, head = encode_http_response(self.art, req, output_tensors(self.art, req, out),
-                                             dumps)
+        payload, head = encode_http_response(m.art, req, output_tensors(m.art, req, out),
+                                             dumps, m.name)
         t_out = time.perf_counter_ns()
-        self.stats.executed(n, t_in - start, t_run - t_in, t_out - t_run)
-        self.stats.add("success", t_out - start)
+        m.stats.executed(n, t_in - start, t_run - t_in, t_out - t_run)
+        m.stats.add("success", t_out - start)
         if head is None:
             return (200, [(b"content-type", JSON_TYPE)], payload), n
         return (200, [(b"content-type", b"application/octet-stream"),
                       (b"inference-header-content-length", str(head).encode())],
                 payload), n
 
-    def predict(self, body: bytes, headers: dict[str, str]) -> tuple[Any, int]:
+    def predict(self, m: Model, body: bytes, headers: dict[str, str]) -> tuple[Any, int]:
         """/predict: {"rows": [[...]]} or {"records": [{...}]} -> labels + probabilities."""
-        art = self.art
+        art = m.art
         req = json_object(body, "'records' or 'rows'")
         keys = [k for k in ("records", "rows") if k in req]
         if len(keys) != 1:
@@ -226,13 +245,18 @@ class Service:
                 raise ProtocolError(400, "this model takes raw columns: send 'records' (a "
                                          "list of {column: value}), not 'rows'")
             feed = feed_from_records(art, items)
-            return {"model": art.name,
-                    **predictions(art, self.runtime.run_feed(feed))}, len(items)
+            return {"model": m.name,
+                    **predictions(art, m.runtime.run_feed(feed))}, len(items)
         if b"true" in body or b"false" in body:  # JSON booleans, or text that holds them
             _refuse_bools(art.feature_names, keys[0], items)
         X = (rows_from_records(art, items) if keys[0] == "records"
              else _rows(art, items))
-        return {"model": art.name, **predictions(art, self.runtime.run(X))}, len(X)
+        return {"model": m.name, **predictions(art, m.runtime.run(X))}, len(X)
+
+    def metadata(self, m: Model) -> dict[str, Any]:
+        """/metadata: specnet's description of the model and the request limits."""
+        return {**m.art.describe(), "limits": {"max_rows": self.limits.max_rows,
+                                               "max_body_bytes": self.limits.max_body_bytes}}
 
     def index(self, body: bytes, headers: dict[str, str]) -> tuple[Any, int]:
         """POST /v2/repository/index: body empty or {"ready": bool}."""
@@ -242,13 +266,19 @@ class Service:
             ready = req.get("ready", False)
             if not isinstance(ready, bool):
                 raise ProtocolError(400, f"'ready' must be true or false, got {ready!r:.40}")
-        return repository_index(self.art, ready), 0
+        return repository_index(self.models, ready), 0
+
+    def all_stats(self) -> dict[str, Any]:
+        """Triton statistics of every model."""
+        return {"model_stats": [m.stats.render(m.name, MODEL_VERSION)
+                                for m in self.models.values()]}
 
     # ------------------------------------------------------------ plumbing
 
     def answer(self, label: str, start: float, work: Callable[[], tuple[Any, int]],
-               accept_encoding: str | None = None) -> Reply:
-        """Run `work`, turn input errors into 4xx, compress, count: the Reply."""
+               accept_encoding: str | None = None, stats: ModelStats | None = None) -> Reply:
+        """Run `work`, turn input errors into 4xx, compress, count (a failed inference in
+        `stats`): the Reply."""
         rows = 0
         try:
             obj, rows = work()
@@ -262,8 +292,8 @@ class Service:
             _log.exception("%s failed", label)
             reply = _error(500, f"internal error: {type(exc).__name__}: {exc}")
         status, headers, payload = reply
-        if status >= 400 and label == "infer":
-            self.stats.add("fail", int((time.perf_counter() - start) * 1e9))
+        if status >= 400 and stats is not None:
+            stats.add("fail", int((time.perf_counter() - start) * 1e9))
         if accept_encoding:
             payload, encoding = compress(payload, accept_encoding)
             if encoding is not None:
@@ -273,9 +303,9 @@ class Service:
         return status, headers, payload
 
     async def handle(self, label: str, work: Work, scope: MutableMapping[str, Any],
-                     receive: Receive) -> Reply:
+                     receive: Receive, stats: ModelStats | None = None) -> Reply:
         """A POST: Content-Type, body (size, time), Content-Encoding, then `work` (in the
-        worker pool when the body is large)."""
+        worker pool when the body is large). `stats`: the model's, for an inference."""
         start = time.perf_counter()
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         accept = headers.get("accept-encoding")
@@ -284,20 +314,20 @@ class Service:
             raw = await read_body(receive, headers.get("content-length"), self.limits)
             body = decompress(raw, headers.get("content-encoding"), self.limits.max_body_bytes)
         except ProtocolError as exc:
-            return self.answer(label, start, _raiser(exc))
+            return self.answer(label, start, _raiser(exc), stats=stats)
         if len(body) <= self.limits.inline_bytes:
-            return self.answer(label, start, lambda: work(body, headers), accept)
+            return self.answer(label, start, lambda: work(body, headers), accept, stats)
         t0 = time.perf_counter_ns()
 
         def job() -> Reply:
-            if label == "infer":
-                self.stats.add("queue", time.perf_counter_ns() - t0)
-            return self.answer(label, start, lambda: work(body, headers), accept)
+            if stats is not None:
+                stats.add("queue", time.perf_counter_ns() - t0)
+            return self.answer(label, start, lambda: work(body, headers), accept, stats)
 
         try:
             return await self.pool.run(job)
         except ProtocolError as exc:
-            return self.answer(label, start, _raiser(exc))
+            return self.answer(label, start, _raiser(exc), stats=stats)
 
     def reply(self, label: str, work: Callable[[], tuple[Any, int]]) -> Response:
         """A GET answered inline."""
@@ -355,6 +385,10 @@ def _response(reply: Reply) -> Response:
     return r
 
 
+FastRoute = tuple[str, Work, "ModelStats | None"]
+"""A fast-path POST: (metrics label, work, the model's statistics for an inference)."""
+
+
 class _FastPath:
     """Pure ASGI middleware answering POST on the inference paths directly.
 
@@ -362,7 +396,7 @@ class _FastPath:
     would cost several times that per request. Everything else goes to the FastAPI app.
     """
 
-    def __init__(self, app: Any, routes: dict[str, tuple[str, Work]], service: Service) -> None:
+    def __init__(self, app: Any, routes: dict[str, FastRoute], service: Service) -> None:
         self.app = app
         self.routes = routes
         self.service = service
@@ -373,26 +407,44 @@ class _FastPath:
         if route is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        status, headers, payload = await self.service.handle(*route, scope, receive)
+        label, work, stats = route
+        status, headers, payload = await self.service.handle(label, work, scope, receive,
+                                                             stats)
         await send({"type": "http.response.start", "status": status,
                     "headers": [*headers, (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})
 
 
-def create_app(model: str | Path | Runtime, *, allow_unverified: bool = False,
-               threads: int | None = None, limits: Limits | None = None) -> FastAPI:
-    """The FastAPI application serving one model."""
-    runtime = model if isinstance(model, Runtime) else load_model(
-        model, allow_unverified=allow_unverified, threads=threads)
+Endpoint = Callable[..., Awaitable[Response]]
+
+
+def create_app(model: str | Path | Runtime | Mapping[str, Runtime], *,
+               allow_unverified: bool = False, threads: int | None = None,
+               limits: Limits | None = None) -> FastAPI:
+    """The FastAPI application serving one model, or a model repository of several.
+
+    model: an export folder, .onnx file or model repository (see `serve.repository`), an
+    open Runtime, or name -> Runtime.
+    """
+    if isinstance(model, Runtime):
+        runtimes: Mapping[str, Runtime] = {model.artifact.name: model}
+    elif isinstance(model, Mapping):
+        runtimes = model
+    else:
+        runtimes = load_models(model, allow_unverified=allow_unverified, threads=threads)
     limits = limits or Limits()
-    svc = Service(runtime, limits)
-    art = svc.art
-    app = FastAPI(title=f"specnet: {art.name}", version=art.versions.get("specnet", ""),
+    svc = Service(runtimes, limits)
+    single = len(svc.models) == 1
+    first = next(iter(svc.models.values()))
+    version = first.art.versions.get("specnet", "")
+    title = (f"specnet: {first.name}" if single
+             else f"specnet: {len(svc.models)} models ({', '.join(svc.models)})")
+    app = FastAPI(title=title, version=version,
                   docs_url=None, redoc_url=None, openapi_url=None,
                   description="Open Inference Protocol v2 (with Triton's binary tensor data, "
                               "model configuration, repository and statistics extensions) "
                               "over onnxruntime.")
-    docs = openapi.Docs(art, limits)
+    docs = openapi.Docs({m.name: m.art for m in svc.models.values()}, limits)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -412,20 +464,13 @@ def create_app(model: str | Path | Runtime, *, allow_unverified: bool = False,
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(Exception, on_bug)
 
-    def model_get(label: str, make: Callable[[], Any]) -> Callable[..., Awaitable[Response]]:
+    def model_get(label: str, make: Callable[[Model], Any]) -> Endpoint:
         async def route(name: str, version: str | None = None) -> Response:
-            def work() -> tuple[Any, int]:
-                svc.check_model(name, version)
-                return make(), 0
-
-            return svc.reply(label, work)
+            return svc.reply(label, lambda: (make(svc.model(name, version)), 0))
 
         return route
 
-    server_meta = {"name": "specnet", "version": art.versions.get("specnet", ""),
-                   "extensions": EXTENSIONS}
-    meta = model_metadata(art)
-    config = model_config(art, limits.max_rows)
+    server_meta = {"name": "specnet", "version": version, "extensions": EXTENSIONS}
 
     @app.get("/v2", **docs.get("Server metadata (v2)."))
     async def server_metadata() -> Response:
@@ -435,66 +480,103 @@ def create_app(model: str | Path | Runtime, *, allow_unverified: bool = False,
     async def live() -> Response:
         return svc.reply("live", lambda: ({"live": True}, 0))
 
-    @app.get("/v2/health/ready", **docs.get("The model is loaded (v2)."))
+    @app.get("/v2/health/ready", **docs.get("Every model is loaded (v2)."))
     async def ready() -> Response:
         return svc.reply("ready", lambda: ({"ready": True}, 0))
 
     @app.get("/v2/models/stats", **docs.get("Statistics of every model (Triton extension)."))
     async def all_stats() -> Response:
-        return svc.reply("stats", lambda: (
-            {"model_stats": [svc.stats.render(art.name, MODEL_VERSION)]}, 0))
+        return svc.reply("stats", lambda: (svc.all_stats(), 0))
 
-    stats = model_get("stats", lambda: {"model_stats": [svc.stats.render(art.name,
-                                                                          MODEL_VERSION)]})
-    routes: list[tuple[str, str, Callable[..., Awaitable[Response]]]] = [
+    routes: list[tuple[str, str, Endpoint]] = [
         ("", "Model metadata (v2): inputs, outputs, and under `parameters` the task, "
-             "feature names and class labels.", model_get("model_metadata", lambda: meta)),
+             "feature names and class labels.", model_get("model_metadata", lambda m: m.meta)),
         ("/ready", "Model readiness (v2).",
-         model_get("model_ready", lambda: {"name": art.name, "ready": True})),
+         model_get("model_ready", lambda m: {"name": m.name, "ready": True})),
         ("/config", "Model configuration as Triton's ModelConfig in JSON (dims without the "
-                    "batch axis).", model_get("model_config", lambda: config)),
-        ("/stats", "Inference statistics (Triton's statistics extension).", stats),
+                    "batch axis).", model_get("model_config", lambda m: m.config)),
+        ("/stats", "Inference statistics (Triton's statistics extension).",
+         model_get("stats", lambda m: {"model_stats": [m.stats.render(m.name,
+                                                                      MODEL_VERSION)]})),
     ]
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         for suffix, summary, endpoint in routes:
             app.add_api_route(prefix + suffix, endpoint, methods=["GET"], **docs.get(summary))
 
+    # POST routes with a model's body: documented as /...{name}/... for one model; for
+    # several, each model's own path is documented with its own body (the {name} route
+    # still answers, 404 for an unknown name).
+    def add_post(path: str, kind: str, summary: str, label: str,
+                 make: Callable[[str, str | None], Work]) -> dict[str, FastRoute]:
+        async def run(name: str, version: str | None, request: Request) -> Response:
+            stats = svc.models[name].stats if name in svc.models and label == "infer" else None
+            return _response(await svc.handle(label, make(name, version), request.scope,
+                                              request.receive, stats))
+
+        versioned = "{version}" in path
+        endpoint = _endpoint(run, None, versioned)
+        if single:
+            app.add_api_route(path, endpoint, methods=["POST"], **docs.post(summary, kind))
+        else:
+            app.add_api_route(path, endpoint, methods=["POST"], include_in_schema=False)
+        fast: dict[str, FastRoute] = {}
+        for m in svc.models.values():
+            concrete = path.replace("{name}", m.name)
+            stats = m.stats if label == "infer" else None
+            version = MODEL_VERSION if versioned else None
+            fast[concrete.replace("{version}", MODEL_VERSION)] = (
+                label, make(m.name, version), stats)
+            if not single:
+                app.add_api_route(concrete, _endpoint(run, m.name, versioned),
+                                  methods=["POST"], **docs.post(summary, kind, m.name))
+        return fast
+
     def infer_work(name: str, version: str | None) -> Work:
         return lambda body, headers: svc.infer(name, version, body, headers)
 
-    async def infer(name: str, request: Request) -> Response:
-        return _response(await svc.handle("infer", infer_work(name, None), request.scope,
-                                          request.receive))
+    def predict_work(name: str, version: str | None) -> Work:
+        return lambda body, headers: svc.predict(svc.model(name), body, headers)
 
-    async def infer_version(name: str, version: str, request: Request) -> Response:
-        return _response(await svc.handle("infer", infer_work(name, version), request.scope,
-                                          request.receive))
-
-    infer_doc = docs.post("v2 inference: tensors in (JSON or binary), tensors out.", "infer")
-    app.add_api_route("/v2/models/{name}/infer", infer, methods=["POST"], **infer_doc)
-    app.add_api_route("/v2/models/{name}/versions/{version}/infer", infer_version,
-                      methods=["POST"], **infer_doc)
+    infer_doc = "v2 inference: tensors in (JSON or binary), tensors out."
+    predict_doc = "Rows or records in, labels and probabilities (or values) out."
+    fast = {**add_post("/v2/models/{name}/infer", "infer", infer_doc, "infer", infer_work),
+            **add_post("/v2/models/{name}/versions/{version}/infer", "infer", infer_doc,
+                       "infer", infer_work),
+            **add_post("/models/{name}/predict", "predict", predict_doc, "predict",
+                       predict_work)}
 
     @app.post("/v2/repository/index", **docs.post("The model repository index (Triton "
                                                    "extension).", "index"))
     async def index(request: Request) -> Response:
         return _response(await svc.handle("index", svc.index, request.scope, request.receive))
 
-    @app.post("/predict", **docs.post("Rows or records in, labels and probabilities (or "
-                                      "values) out.", "predict"))
+    def predict_only(body: bytes, headers: dict[str, str]) -> tuple[Any, int]:
+        return svc.predict(svc.only("/predict"), body, headers)
+
+    fast["/predict"] = ("predict", predict_only, None)
+    # Without a model name, /predict and /metadata mean the one model; with several they
+    # answer 400 naming them, and are left out of the OpenAPI document.
+    predict_kw = docs.post(predict_doc, "predict") if single else {"include_in_schema": False}
+
+    @app.post("/predict", **predict_kw)
     async def predict(request: Request) -> Response:
-        return _response(await svc.handle("predict", svc.predict, request.scope,
+        return _response(await svc.handle("predict", predict_only, request.scope,
                                           request.receive))
 
-    @app.get("/metadata", **docs.get("What the model takes and gives, and how it was "
-                                     "verified."))
+    metadata_doc = "What the model takes and gives, and how it was verified."
+
+    @app.get("/metadata", **(docs.get(metadata_doc) if single else {"include_in_schema": False}))
     async def metadata() -> Response:
-        return svc.reply("metadata", lambda: ({**art.describe(), "limits": {
-            "max_rows": limits.max_rows, "max_body_bytes": limits.max_body_bytes}}, 0))
+        return svc.reply("metadata", lambda: (svc.metadata(svc.only("/metadata")), 0))
+
+    @app.get("/models/{name}/metadata", **docs.get(metadata_doc))
+    async def model_metadata_route(name: str) -> Response:
+        return svc.reply("metadata", lambda: (svc.metadata(svc.model(name)), 0))
 
     @app.get("/metrics", **docs.get("Prometheus metrics of this worker.", text=True))
     async def prometheus() -> Response:
-        return Response(svc.metrics.render(art), media_type="text/plain; version=0.0.4")
+        return Response(svc.metrics.render({m.name: m.art for m in svc.models.values()}),
+                        media_type="text/plain; version=0.0.4")
 
     schema: dict[str, Any] = {}
 
@@ -510,15 +592,33 @@ def create_app(model: str | Path | Runtime, *, allow_unverified: bool = False,
 
         return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title)
 
-    fast: dict[str, tuple[str, Work]] = {
-        "/predict": ("predict", svc.predict),
-        f"/v2/models/{art.name}/infer": ("infer", infer_work(art.name, None)),
-        f"/v2/models/{art.name}/versions/{MODEL_VERSION}/infer":
-            ("infer", infer_work(art.name, MODEL_VERSION)),
-    }
     app.add_middleware(_FastPath, routes=fast, service=svc)
     app.add_middleware(InFlight, limit=limits.limit_concurrency)
-    app.state.runtime = runtime
     app.state.service = svc
     return app
 
+
+Run = Callable[[str, "str | None", Request], Awaitable[Response]]
+
+
+def _endpoint(run: Run, name: str | None, versioned: bool) -> Endpoint:
+    """A POST route calling run(name, version, request): with the model name a path
+    parameter (name None) or fixed, and with or without a version path parameter (FastAPI
+    reads the parameters from the signature, so each form is its own function)."""
+    async def by_name(name: str, request: Request) -> Response:
+        return await run(name, None, request)
+
+    async def by_name_version(name: str, version: str, request: Request) -> Response:
+        return await run(name, version, request)
+
+    async def fixed(request: Request) -> Response:
+        assert name is not None
+        return await run(name, None, request)
+
+    async def fixed_version(version: str, request: Request) -> Response:
+        assert name is not None
+        return await run(name, version, request)
+
+    if name is None:
+        return by_name_version if versioned else by_name
+    return fixed_version if versioned else fixed

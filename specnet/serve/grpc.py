@@ -5,15 +5,17 @@ ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelConfig 
 ModelInfer. Other RPCs of the service (statistics, repository, shared memory) answer
 UNIMPLEMENTED.
 
-ModelInfer takes the input tensor as `raw_input_contents` (little-endian bytes, what
-tritonclient sends by default) or as typed `contents` (fp32/fp64/int/uint fields); FP16
-only raw; BOOL and BYTES are refused. Every numeric datatype is cast to the model's
-float32 and range-checked (a value beyond float32 is an error, not infinity). The answer
-is in `raw_output_contents`, as tritonclient reads it.
+ModelInfer decodes, casts and checks its tensors with the same protocol core as HTTP
+(`protocol.decode_tensor`, `request_feed`): every numeric datatype cast to the model's
+float32 with range checks, BOOL refused, BYTES for raw text columns, and raw-column models
+taking one tensor per column. What is gRPC's own is where the values come from:
+`raw_input_contents` (little-endian bytes, what tritonclient sends by default), or each
+tensor's typed `contents` (fp32/fp64/int/int64/uint/uint64/bytes fields; FP16 only raw).
+The answer is in `raw_output_contents`, as tritonclient reads it.
 
-Status codes: a bad request is INVALID_ARGUMENT with a message naming the problem; an
-unknown model or version NOT_FOUND; a request over the row or size limit
-RESOURCE_EXHAUSTED; more concurrent calls than the pool admits RESOURCE_EXHAUSTED at
+Status codes: the core's ProtocolError statuses map to gRPC codes (STATUS_CODES): a bad
+request is INVALID_ARGUMENT with the same message HTTP gives; an unknown model or version
+NOT_FOUND; a request over the row or size limit RESOURCE_EXHAUSTED; more concurrent calls than the pool admits RESOURCE_EXHAUSTED at
 once. INTERNAL only for a bug. Inference runs in a bounded thread pool (onnxruntime
 releases the GIL).
 
@@ -32,31 +34,49 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from ..errors import ModelInputError, SpecnetError
-from ..runtime import Runtime, check_array
+from ..errors import SpecnetError
+from ..runtime import Runtime
+from .protocol import (
+    MODEL_VERSION,
+    InferRequest,
+    ProtocolError,
+    RequestedOutput,
+    check_datatype,
+    check_input_names,
+    check_rows,
+    decode_tensor,
+    lookup,
+    model_metadata,
+    output_tensors,
+    request_feed,
+    tensor_bytes,
+)
 
 DEFAULT_THREADS = 4
 DEFAULT_MAX_CONCURRENT = 64
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 INSTALL = "pip install 'specnet[grpc]'"
 
-DATATYPES: dict[str, tuple[np.dtype[Any], str | None]] = {
-    "FP32": (np.dtype("<f4"), "fp32_contents"),
-    "FP64": (np.dtype("<f8"), "fp64_contents"),
-    "FP16": (np.dtype("<f2"), None),
-    "INT8": (np.dtype("<i1"), "int_contents"),
-    "INT16": (np.dtype("<i2"), "int_contents"),
-    "INT32": (np.dtype("<i4"), "int_contents"),
-    "INT64": (np.dtype("<i8"), "int64_contents"),
-    "UINT8": (np.dtype("<u1"), "uint_contents"),
-    "UINT16": (np.dtype("<u2"), "uint_contents"),
-    "UINT32": (np.dtype("<u4"), "uint_contents"),
-    "UINT64": (np.dtype("<u8"), "uint64_contents"),
+CONTENTS: dict[str, str] = {
+    "FP32": "fp32_contents", "FP64": "fp64_contents",
+    "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "BYTES": "bytes_contents",
 }
-"""Input datatype -> (little-endian dtype of raw bytes, InferTensorContents field or None
-when the type travels raw only)."""
+"""Input datatype -> its InferTensorContents field (FP16 has none: it travels raw only)."""
+
+STATUS_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 408: "DEADLINE_EXCEEDED",
+                413: "RESOURCE_EXHAUSTED", 415: "INVALID_ARGUMENT", 503: "UNAVAILABLE"}
+"""ProtocolError status (an HTTP code) -> gRPC status code name."""
 
 _log = logging.getLogger(__name__)
+
+
+def check_installed() -> None:
+    """SpecnetError naming the install command when grpcio is missing."""
+    _grpc()
 
 
 def _grpc() -> Any:
@@ -67,17 +87,8 @@ def _grpc() -> Any:
     return grpc
 
 
-class RequestError(Exception):
-    """A request answered with a gRPC status code other than OK (code: the name, e.g.
-    'INVALID_ARGUMENT')."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def _bad(message: str) -> NoReturn:
-    raise RequestError("INVALID_ARGUMENT", message)
+    raise ProtocolError(400, message)
 
 
 @dataclass(frozen=True)
@@ -93,78 +104,50 @@ class GrpcLimits:
 # ---------------------------------------------------------------- decoding
 
 
-def _shape_text(runtime: Runtime) -> str:
-    art = runtime.artifact
-    text = f"[n, {art.n_features}]"
-    if len(art.input_shape) > 1:
-        text += f" or [n, {', '.join(map(str, art.input_shape))}]"
-    return text
+def infer_request(request: Any, max_rows: int | None = None) -> InferRequest:
+    """A ModelInferRequest decoded by the protocol core: each tensor from its entry of
+    `raw_input_contents` (all inputs, in order) or from its typed `contents`. A first
+    dimension over `max_rows` is refused before any data is decoded."""
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        _bad(f"raw_input_contents has {len(raw)} entries for {len(request.inputs)} "
+             "input(s): send every input raw, in order, or none")
+    arrays: dict[str, np.ndarray] = {}
+    datatypes: dict[str, str] = {}
+    for i, tensor in enumerate(request.inputs):
+        name = tensor.name
+        if name in arrays:
+            _bad(f"input {name!r} is given twice")
+        shape = list(tensor.shape)
+        check_rows(shape, max_rows)
+        datatype = check_datatype(name, tensor.datatype)
+        if raw:
+            if tensor.HasField("contents"):
+                _bad(f"input {name!r} has both raw_input_contents and contents: send one "
+                     "of them")
+            arrays[name] = decode_tensor(name, datatype, shape, raw=raw[i])
+        else:
+            field = _contents_field(name, datatype, tensor.contents)
+            arrays[name] = decode_tensor(name, datatype, shape,
+                                         data=list(getattr(tensor.contents, field)),
+                                         check_bools=False, source=f"contents.{field}")
+        datatypes[name] = datatype
+    return InferRequest(arrays, datatypes, id=request.id or None,
+                        outputs=[RequestedOutput(o.name) for o in request.outputs])
 
 
-def decode_input(runtime: Runtime, request: Any, limits: GrpcLimits) -> np.ndarray:
-    """The checked model input (n, *input_shape) float32 of a ModelInferRequest;
-    RequestError naming what is wrong."""
-    art = runtime.artifact
-    if len(request.inputs) != 1:
-        _bad(f"expected 1 input tensor named {art.input_name!r}, got {len(request.inputs)}")
-    tensor = request.inputs[0]
-    if tensor.name != art.input_name:
-        _bad(f"unknown input tensor {tensor.name!r}: this model's input is "
-             f"{art.input_name!r}")
-    if tensor.datatype not in DATATYPES:
-        refused = {"BOOL": "true/false values are not numbers",
-                   "BYTES": "this model takes numbers, not bytes"}.get(tensor.datatype, "")
-        _bad(f"input datatype {tensor.datatype!r} is not supported"
-             + (f" ({refused})" if refused else "")
-             + f"; use one of {', '.join(DATATYPES)}")
-    shape = [int(d) for d in tensor.shape]
-    ok = (len(shape) == 2 and shape[1:] == [art.n_features]) or (
-        shape[1:] == list(art.input_shape) and len(shape) == len(art.input_shape) + 1)
-    if not ok or shape[0] < 0:
-        _bad(f"input shape must be {_shape_text(runtime)}, got {shape}")
-    if shape[0] > limits.max_rows:
-        raise RequestError("RESOURCE_EXHAUSTED", f"too many rows: at most {limits.max_rows} "
-                                                 f"per request, got {shape[0]}")
-    dtype, field = DATATYPES[tensor.datatype]
-    size = int(np.prod(shape))
-    raw = list(request.raw_input_contents)
-    has_contents = tensor.HasField("contents")
-    if raw:
-        if len(raw) != 1:
-            _bad(f"raw_input_contents has {len(raw)} entries for 1 input")
-        if has_contents:
-            _bad("input has both raw_input_contents and contents: send one of them")
-        data = raw[0]
-        if len(data) != size * dtype.itemsize:
-            _bad(f"shape {shape} of {tensor.datatype} needs {size * dtype.itemsize} bytes "
-                 f"of raw_input_contents, got {len(data)}")
-        arr = np.frombuffer(data, dtype=dtype)
-    else:
-        if field is None:
-            _bad(f"{tensor.datatype} travels only as raw_input_contents (InferTensorContents "
-                 "has no field for it)")
-        contents = tensor.contents
-        others = [f.name for f, _ in contents.ListFields() if f.name != field]
-        if others:
-            _bad(f"input datatype {tensor.datatype} goes in contents.{field}; got "
-                 f"{', '.join(others)}")
-        values = getattr(contents, field)
-        if len(values) != size:
-            _bad(f"shape {shape} needs {size} values in contents.{field}, got {len(values)}")
-        wide = np.array(values, dtype=np.float64 if dtype.kind == "f" else
-                        np.int64 if dtype.kind == "i" else np.uint64)
-        if dtype.kind in "iu" and size:
-            info = np.iinfo(dtype)
-            low, high = wide.min(), wide.max()
-            if low < info.min or high > info.max:
-                bad = low if low < info.min else high
-                _bad(f"value {int(bad)} is out of the {tensor.datatype} range "
-                     f"[{info.min}, {info.max}]")
-        arr = wide
-    try:
-        return check_array(art, arr.reshape(shape))
-    except ModelInputError as exc:
-        _bad(str(exc))
+def _contents_field(name: str, datatype: str, contents: Any) -> str:
+    """The InferTensorContents field that carries `datatype`; 400 when there is none or
+    the values are in another field."""
+    field = CONTENTS.get(datatype)
+    if field is None:
+        _bad(f"input {name!r}: {datatype} travels only as raw_input_contents "
+             "(InferTensorContents has no field for it)")
+    others = [f.name for f, _ in contents.ListFields() if f.name != field]
+    if others:
+        _bad(f"input {name!r}: datatype {datatype} goes in contents.{field}; got "
+             f"{', '.join(others)}")
+    return field
 
 
 # ---------------------------------------------------------------- the service
@@ -183,15 +166,7 @@ class InferenceService:
         self.version = version
 
     def _model(self, name: str, version: str) -> Runtime:
-        runtime = self.models.get(name)
-        if runtime is None:
-            served = ", ".join(map(repr, self.models))
-            raise RequestError("NOT_FOUND", f"unknown model {name!r}: this server serves "
-                                            f"{served}")
-        if version not in ("", "1"):
-            raise RequestError("NOT_FOUND", f"model {name!r} has no version {version!r}: "
-                                            "its only version is '1'")
-        return runtime
+        return lookup(self.models, name, version)
 
     def server_live(self, request: Any) -> Any:
         """ServerLive: the process is up."""
@@ -203,7 +178,7 @@ class InferenceService:
 
     def model_ready(self, request: Any) -> Any:
         """ModelReady: false for an unknown model or version."""
-        ready = request.name in self.models and request.version in ("", "1")
+        ready = request.name in self.models and request.version in ("", MODEL_VERSION)
         return self.M.ModelReadyResponse(ready=ready)
 
     def server_metadata(self, request: Any) -> Any:
@@ -212,15 +187,17 @@ class InferenceService:
                                              extensions=["model_configuration"])
 
     def model_metadata(self, request: Any) -> Any:
-        """ModelMetadata: inputs and outputs with datatypes and shapes (-1: any rows)."""
-        runtime = self._model(request.name, request.version)
-        art = runtime.artifact
-        meta = self.M.ModelMetadataResponse(name=request.name, versions=["1"],
-                                            platform="onnxruntime_onnx")
-        meta.inputs.add(name=art.input_name, datatype="FP32", shape=[-1, *art.input_shape])
-        meta.outputs.add(name=art.output_name, datatype="FP32",
-                         shape=[-1, *art.output_shape])
-        return meta
+        """ModelMetadata: inputs and outputs with datatypes and shapes (-1: any rows), as
+        HTTP's (`protocol.model_metadata`) without its parameters."""
+        meta = model_metadata(self._model(request.name, request.version).artifact,
+                              request.name)
+        answer = self.M.ModelMetadataResponse(name=meta["name"], versions=meta["versions"],
+                                              platform=meta["platform"])
+        for t in meta["inputs"]:
+            answer.inputs.add(**t)
+        for t in meta["outputs"]:
+            answer.outputs.add(**t)
+        return answer
 
     def model_config(self, request: Any) -> Any:
         """ModelConfig: the Triton model configuration of the model (see deploy.triton)."""
@@ -232,19 +209,19 @@ class InferenceService:
         return self.M.ModelConfigResponse(config=config)
 
     def model_infer(self, request: Any) -> Any:
-        """ModelInfer: one input tensor in, the model's output in raw_output_contents."""
+        """ModelInfer: the request decoded and checked by the protocol core, the outputs in
+        raw_output_contents."""
         runtime = self._model(request.model_name, request.model_version)
-        art = runtime.artifact
-        for out in request.outputs:
-            if out.name != art.output_name:
-                _bad(f"unknown output {out.name!r}: this model's output is "
-                     f"{art.output_name!r}")
-        X = decode_input(runtime, request, self.limits)
-        out = runtime.run(X)
-        answer = self.M.ModelInferResponse(model_name=request.model_name, model_version="1",
-                                           id=request.id)
-        answer.outputs.add(name=art.output_name, datatype="FP32", shape=list(out.shape))
-        answer.raw_output_contents.append(out.astype("<f4", copy=False).tobytes())
+        # names first: a misnamed tensor is reported as such, whatever its contents
+        check_input_names(runtime.artifact, [t.name for t in request.inputs])
+        req = infer_request(request, self.limits.max_rows)
+        feed, _ = request_feed(runtime.artifact, req, self.limits.max_rows)
+        out = runtime.run_feed(feed)
+        answer = self.M.ModelInferResponse(model_name=request.model_name,
+                                           model_version=MODEL_VERSION, id=request.id)
+        for name, datatype, arr, _binary in output_tensors(runtime.artifact, req, out):
+            answer.outputs.add(name=name, datatype=datatype, shape=list(arr.shape))
+            answer.raw_output_contents.append(tensor_bytes(datatype, arr))
         return answer
 
 
@@ -263,8 +240,9 @@ def _handler(grpc: Any, method: Callable[[Any], Any], name: str) -> Callable[[An
     def handle(request: Any, context: Any) -> Any:
         try:
             return method(request)
-        except RequestError as exc:
-            context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+        except ProtocolError as exc:
+            code = STATUS_CODES.get(exc.status, "INVALID_ARGUMENT")
+            context.abort(getattr(grpc.StatusCode, code), str(exc))
         except Exception as exc:  # a bug: log it, answer INTERNAL, keep serving
             _log.exception("%s failed", name)
             context.abort(grpc.StatusCode.INTERNAL,
@@ -332,37 +310,17 @@ def start(models: Mapping[str, Runtime], *, host: str = "127.0.0.1", port: int =
     return GrpcServer(server, host, bound)
 
 
-def open_models(model: str | Path, *, threads: int | None = None,
-                allow_unverified: bool = False) -> dict[str, Runtime]:
-    """name -> Runtime of an exported model (folder or model.onnx), or of every model in a
-    Triton model repository (`specnet export MODEL --target triton -o DIR`). An unverified
-    model is refused unless `allow_unverified`, as `specnet serve` does."""
-    from ..deploy.triton import is_repository, repository_models
-
-    path = Path(model)
-    paths = repository_models(path) if is_repository(path) else {"": path}
-    models: dict[str, Runtime] = {}
-    for folder, file in paths.items():
-        runtime = Runtime(file, threads=threads)
-        name = folder or runtime.artifact.name  # a repository serves its folder names
-        problem = runtime.artifact.verification_problem()
-        if problem and not allow_unverified:
-            raise SpecnetError(f"refusing to serve: {problem}; rebuild it with `specnet build` "
-                               "/ `specnet export`, or pass --allow-unverified to serve it "
-                               "anyway")
-        models[name] = runtime
-    return models
-
-
 def serve_model(model: str | Path | Runtime, *, host: str = "127.0.0.1", port: int = 0,
                 threads: int | None = None, limits: GrpcLimits | None = None,
                 allow_unverified: bool = False) -> GrpcServer:
-    """Open an exported model or a Triton model repository of several (`open_models`) and
-    `start` serving it."""
-    _grpc()  # a missing extra is reported before the model is opened
+    """Open an exported model or a model repository of several (`repository.open_models`)
+    and `start` serving it."""
+    check_installed()  # a missing extra is reported before the model is opened
     if isinstance(model, Runtime):
         models = {model.artifact.name: model}
     else:
+        from .repository import open_models
+
         models = open_models(model, threads=threads, allow_unverified=allow_unverified)
     from .. import __version__
 

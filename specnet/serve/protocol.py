@@ -22,9 +22,9 @@ import json
 import math
 import struct
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -38,6 +38,8 @@ try:
     import orjson as _orjson
 except ImportError:  # pragma: no cover - orjson is in the serve extra
     _orjson = None
+
+T = TypeVar("T")
 
 MODEL_VERSION = "1"
 """The one version every served model has (an export folder holds one model)."""
@@ -193,6 +195,19 @@ class InferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
+def check_datatype(name: str, datatype: Any) -> str:
+    """`datatype` when the protocol takes it for an input; 400 for an unknown name and
+    for BOOL (true/false are not numbers the model takes)."""
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
+        raise ProtocolError(400, f"input {name!r}: datatype must be one of "
+                                 f"{', '.join(DATATYPES)}, got {datatype!r:.40}")
+    if datatype == "BOOL":
+        raise ProtocolError(400, f"input {name!r}: BOOL tensors are not accepted: the model "
+                                 "takes numbers (send 0 / 1 as INT8 or FP32 if you mean "
+                                 "them as numbers)")
+    return datatype
+
+
 def _shape(shape: Any, name: str) -> list[int]:
     if (not isinstance(shape, list)
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
@@ -204,24 +219,20 @@ def _shape(shape: Any, name: str) -> list[int]:
 
 def decode_tensor(name: str, datatype: Any, shape: Any, *, data: Any = None,
                   raw: bytes | memoryview | None = None, check_bools: bool = True,
-                  ) -> np.ndarray:
-    """One input tensor as a numpy array of `shape`, from JSON `data` or `raw` bytes.
+                  source: str = "'data'") -> np.ndarray:
+    """One input tensor as a numpy array of `shape`, from a list of values or `raw` bytes.
 
     raw: little-endian, row-major; BYTES elements as a 4-byte little-endian length and the
     bytes (the binary tensor data extension and gRPC `raw_input_contents`).
-    data: a flat or nested JSON list (numbers; strings for BYTES).
-    Numeric results keep their sent dtype (see `model_input` for the cast); BYTES
-    gives an object array of bytes (binary) or str (JSON).
+    data: a flat or nested list: numbers, or strings / bytes for BYTES (JSON `data`, or
+    the values of a gRPC typed `contents` field); `source` names it in messages.
+    Numeric values are checked against `datatype`'s range (integers for integer types)
+    and keep its dtype; `model_input` / `model_feed` cast them for the model. BYTES gives
+    an object array of bytes or str.
     """
-    if not isinstance(datatype, str) or datatype not in DATATYPES:
-        raise ProtocolError(400, f"input {name!r}: datatype must be one of "
-                                 f"{', '.join(DATATYPES)}, got {datatype!r:.40}")
+    datatype = check_datatype(name, datatype)
     dims = _shape(shape, name)
     size = math.prod(dims)
-    if datatype == "BOOL":
-        raise ProtocolError(400, f"input {name!r}: BOOL tensors are not accepted: the model "
-                                 "takes numbers (send 0 / 1 as INT8 or FP32 if you mean "
-                                 "them as numbers)")
     if raw is not None:
         if datatype == "BYTES":
             return _bytes_from_raw(name, raw, size).reshape(dims)
@@ -231,26 +242,26 @@ def decode_tensor(name: str, datatype: Any, shape: Any, *, data: Any = None,
                                      f"{size * dtype.itemsize} bytes, got {len(raw)}")
         return np.frombuffer(raw, dtype=dtype).reshape(dims)
     if not isinstance(data, list):
-        raise ProtocolError(400, f"input {name!r}: 'data' must be a list of "
+        raise ProtocolError(400, f"input {name!r}: {source} must be a list of "
                                  f"{'strings' if datatype == 'BYTES' else 'numbers'} (or "
                                  "send the tensor as binary data), got "
                                  f"{type(data).__name__}")
     if datatype == "BYTES":
-        return _bytes_from_json(name, data, dims, size)
+        return _bytes_from_list(name, data, dims, size, source)
     if check_bools and contains_bool(data):
-        raise ProtocolError(400, f"input {name!r}: 'data' must hold numbers ({datatype}); "
+        raise ProtocolError(400, f"input {name!r}: {source} must hold numbers ({datatype}); "
                                  "found true/false")
     try:
         arr = to_array(data)
     except (ValueError, TypeError, OverflowError):
-        raise ProtocolError(400, f"input {name!r}: 'data' must be a flat (or evenly "
+        raise ProtocolError(400, f"input {name!r}: {source} must be a flat (or evenly "
                                  "nested) list of numbers; it is ragged") from None
     if arr.dtype.kind not in "iuf" and arr.size:
-        raise ProtocolError(400, f"input {name!r}: 'data' must hold numbers ({datatype}); "
+        raise ProtocolError(400, f"input {name!r}: {source} must hold numbers ({datatype}); "
                                  f"found {_first_non_number(data)!r:.40}")
     if arr.size != size:
         raise ProtocolError(400, f"input {name!r}: shape {dims} needs {size} values, "
-                                 f"'data' has {arr.size}")
+                                 f"{source} has {arr.size}")
     return _in_range(name, arr.reshape(dims), datatype)
 
 
@@ -332,24 +343,25 @@ def _bytes_from_raw(name: str, raw: bytes | memoryview, size: int) -> np.ndarray
     return out
 
 
-def _bytes_from_json(name: str, data: list[Any], dims: list[int], size: int) -> np.ndarray:
-    flat = list(_iter_strings(name, data))
+def _bytes_from_list(name: str, data: list[Any], dims: list[int], size: int,
+                     source: str) -> np.ndarray:
+    flat = list(_iter_strings(name, data, source))
     if len(flat) != size:
         raise ProtocolError(400, f"input {name!r}: shape {dims} needs {size} values, "
-                                 f"'data' has {len(flat)}")
+                                 f"{source} has {len(flat)}")
     out = np.empty(size, dtype=object)
     out[:] = flat
     return out.reshape(dims)
 
 
-def _iter_strings(name: str, data: list[Any]) -> Iterator[str]:
+def _iter_strings(name: str, data: list[Any], source: str) -> Iterator[str | bytes]:
     for v in data:
         if isinstance(v, list):
-            yield from _iter_strings(name, v)
-        elif isinstance(v, str):
+            yield from _iter_strings(name, v, source)
+        elif isinstance(v, (str, bytes)):
             yield v
         else:
-            raise ProtocolError(400, f"input {name!r}: BYTES 'data' must hold strings, "
+            raise ProtocolError(400, f"input {name!r}: BYTES {source} must hold strings, "
                                      f"found {v!r:.40}")
 
 
@@ -360,6 +372,14 @@ def encode_bytes(arr: np.ndarray) -> bytes:
         b = v if isinstance(v, bytes) else str(v).encode()
         parts += [struct.pack("<I", len(b)), b]
     return b"".join(parts)
+
+
+def tensor_bytes(datatype: str, arr: np.ndarray) -> bytes:
+    """An output tensor as raw bytes: little-endian values, or length-prefixed BYTES (the
+    binary extension's blobs and gRPC's `raw_output_contents`)."""
+    if datatype == "BYTES":
+        return encode_bytes(arr)
+    return arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
 # ---------------------------------------------------------------- requests
@@ -394,11 +414,7 @@ def parse_infer_request(header: Mapping[str, Any], binary: bytes | memoryview | 
             raise ProtocolError(400, f"every input needs a 'name' string, got {name!r:.40}")
         if name in arrays:
             raise ProtocolError(400, f"input {name!r} is given twice")
-        shape = t.get("shape")
-        if (max_rows is not None and isinstance(shape, list) and shape
-                and type(shape[0]) is int and shape[0] > max_rows):
-            raise ProtocolError(413, f"too many rows: at most {max_rows} per request, got "
-                                     f"{shape[0]}")
+        check_rows(t.get("shape"), max_rows)
         tparams = _params(t.get("parameters"), f"input {name!r}")
         size = tparams.get("binary_data_size")
         if size is not None:
@@ -431,6 +447,14 @@ def parse_infer_request(header: Mapping[str, Any], binary: bytes | memoryview | 
     return InferRequest(arrays, datatypes, id=_request_id(header.get("id")),
                         outputs=_requested_outputs(header.get("outputs")),
                         binary_output=binary_output, parameters=params)
+
+
+def check_rows(shape: Any, max_rows: int | None) -> None:
+    """413 when a tensor's first dimension is over `max_rows`, before its data is decoded."""
+    if (max_rows is not None and isinstance(shape, list) and shape
+            and type(shape[0]) is int and shape[0] > max_rows):
+        raise ProtocolError(413, f"too many rows: at most {max_rows} per request, got "
+                                 f"{shape[0]}")
 
 
 def _request_id(value: Any) -> str | None:
@@ -478,17 +502,32 @@ def _requested_outputs(value: Any) -> list[RequestedOutput]:
 # ---------------------------------------------------------------- the model side
 
 
-def model_input(art: Artifact, request: InferRequest, max_rows: int) -> np.ndarray:
-    """The model's input batch from decoded request tensors: names checked, every numeric
-    datatype cast to float32 (values beyond its range refused), shape [n, features] or
-    [n, *input_shape], at most `max_rows` rows."""
-    names = list(request.inputs)
-    if names != [art.input_name]:
+def check_input_names(art: Artifact, names: Sequence[str]) -> None:
+    """400 unless `names` are the model's inputs: its one tensor, or (raw-column models)
+    one tensor per column, in any order. Transports may call it before decoding."""
+    if art.input_layout == "columns":
+        types = art.input_types()
+        unknown = [n for n in names if n not in types]
+        missing = [n for n in types if n not in names]
+        if unknown or missing:
+            listed = ", ".join(f"{n!r} ({t})" for n, t in types.items())
+            what = (f"unknown input tensor {unknown[0]!r}" if unknown
+                    else f"missing input tensor(s) {', '.join(map(repr, missing))}")
+            raise ProtocolError(400, f"{what}: this model takes one tensor per column, "
+                                     f"shape [n, 1]: {listed}")
+    elif list(names) != [art.input_name]:
         unknown = [n for n in names if n != art.input_name]
         what = (f"unknown input tensor {unknown[0]!r}" if unknown
                 else f"{len(names)} input tensors")
         raise ProtocolError(400, f"{what}: this model's input is {art.input_name!r} "
                                  f"(one tensor, FP32, shape [n, {art.n_features}])")
+
+
+def model_input(art: Artifact, request: InferRequest, max_rows: int) -> np.ndarray:
+    """The model's input batch from decoded request tensors: names checked, every numeric
+    datatype cast to float32 (values beyond its range refused), shape [n, features] or
+    [n, *input_shape], at most `max_rows` rows."""
+    check_input_names(art, list(request.inputs))
     arr = request.inputs[art.input_name]
     if arr.dtype == object:
         raise ProtocolError(400, f"input {art.input_name!r}: BYTES (text) tensors are only "
@@ -514,14 +553,7 @@ def model_feed(art: Artifact, request: InferRequest, max_rows: int) -> dict[str,
     tensor per feature column: BYTES for text columns, any numeric datatype for numbers,
     shape [n] or [n, 1]; blanks as empty strings or NaN (the graph imputes them)."""
     types = art.input_types()
-    unknown = [n for n in request.inputs if n not in types]
-    missing = [n for n in types if n not in request.inputs]
-    if unknown or missing:
-        listed = ", ".join(f"{n!r} ({t})" for n, t in types.items())
-        what = (f"unknown input tensor {unknown[0]!r}" if unknown
-                else f"missing input tensor(s) {', '.join(map(repr, missing))}")
-        raise ProtocolError(400, f"{what}: this model takes one tensor per column, shape "
-                                 f"[n, 1]: {listed}")
+    check_input_names(art, list(request.inputs))
     columns: dict[str, list[Any]] = {}
     rows = None
     for name, arr in request.inputs.items():
@@ -548,6 +580,19 @@ def model_feed(art: Artifact, request: InferRequest, max_rows: int) -> dict[str,
         raise ProtocolError(400, str(exc)) from None
 
 
+def request_feed(art: Artifact, request: InferRequest,
+                 max_rows: int) -> tuple[dict[str, np.ndarray], int]:
+    """(session feed, rows) of a decoded request, for either input layout: requested
+    outputs checked (`check_outputs`), then `model_input` (one tensor) or `model_feed`
+    (one tensor per raw column). What both transports run."""
+    check_outputs(art, request)
+    if art.input_layout == "columns":
+        feed = model_feed(art, request, max_rows)
+        return feed, len(next(iter(feed.values())))
+    X = model_input(art, request, max_rows)
+    return {art.input_name: X}, len(X)
+
+
 def check_outputs(art: Artifact, request: InferRequest) -> None:
     """Refuse requested outputs the model does not have (before running it)."""
     for o in request.outputs:
@@ -571,21 +616,22 @@ def output_tensors(art: Artifact, request: InferRequest,
 
 def encode_http_response(art: Artifact, request: InferRequest,
                          outputs: Sequence[tuple[str, str, np.ndarray, bool]],
-                         dumps: Any) -> tuple[bytes, int | None]:
+                         dumps: Any, name: str | None = None) -> tuple[bytes, int | None]:
     """(body, JSON header length or None): the v2 response, binary outputs after the JSON.
 
     The header length goes in `Inference-Header-Content-Length` when it is not None.
+    `name`: the model name served (default the model's own).
     """
-    answer: dict[str, Any] = {"model_name": art.name, "model_version": MODEL_VERSION}
+    answer: dict[str, Any] = {"model_name": name or art.name,
+                              "model_version": MODEL_VERSION}
     if request.id is not None:
         answer["id"] = request.id
     tensors = []
     blobs: list[bytes] = []
-    for name, datatype, arr, binary in outputs:
-        t: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
+    for output, datatype, arr, binary in outputs:
+        t: dict[str, Any] = {"name": output, "datatype": datatype, "shape": list(arr.shape)}
         if binary:
-            blob = encode_bytes(arr) if datatype == "BYTES" else arr.astype(
-                arr.dtype.newbyteorder("<"), copy=False).tobytes()
+            blob = tensor_bytes(datatype, arr)
             t["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
@@ -614,10 +660,11 @@ def _inputs(art: Artifact, describe: Callable[[str, str, tuple[int, ...]], dict[
     return [describe(art.input_name, "FP32", tuple(art.input_shape))]
 
 
-def model_metadata(art: Artifact) -> dict[str, Any]:
-    """v2 model metadata (feature names, class labels ... under `parameters`)."""
+def model_metadata(art: Artifact, name: str | None = None) -> dict[str, Any]:
+    """v2 model metadata (feature names, class labels ... under `parameters`); `name`:
+    the name it is served under (default the model's own)."""
     return {
-        "name": art.name, "versions": [MODEL_VERSION], "platform": "onnxruntime_onnx",
+        "name": name or art.name, "versions": [MODEL_VERSION], "platform": "onnxruntime_onnx",
         "inputs": _inputs(art, lambda n, dt, shape: {"name": n, "datatype": dt,
                                                      "shape": [-1, *shape]}),
         "outputs": [{"name": art.output_name, "datatype": "FP32",
@@ -628,15 +675,16 @@ def model_metadata(art: Artifact) -> dict[str, Any]:
     }
 
 
-def model_config(art: Artifact, max_rows: int) -> dict[str, Any]:
+def model_config(art: Artifact, max_rows: int, name: str | None = None) -> dict[str, Any]:
     """The model's configuration as Triton's ModelConfig message in JSON (what
-    tritonclient's get_model_config returns): dims without the batch axis."""
+    tritonclient's get_model_config returns): dims without the batch axis; `name`: the
+    name it is served under (default the model's own)."""
     params = {"task": art.task, "spec_sha256": art.spec_sha256,
               "feature_names": json.dumps(art.feature_names),
               "class_labels": json.dumps(art.class_labels),
               "target_names": json.dumps(art.target_names)}
     return {
-        "name": art.name, "platform": "onnxruntime_onnx", "backend": "onnxruntime",
+        "name": name or art.name, "platform": "onnxruntime_onnx", "backend": "onnxruntime",
         "version_policy": {"latest": {"num_versions": 1}},
         "max_batch_size": max_rows,
         "input": _inputs(art, lambda n, dt, shape: {
@@ -648,13 +696,27 @@ def model_config(art: Artifact, max_rows: int) -> dict[str, Any]:
     }
 
 
-def repository_index(art: Artifact, ready_only: bool = False) -> list[dict[str, str]]:
-    """The model repository index: every served model, READY."""
-    return [{"name": art.name, "version": MODEL_VERSION, "state": "READY", "reason": ""}]
+def repository_index(names: Iterable[str], ready_only: bool = False) -> list[dict[str, str]]:
+    """The model repository index: every served model (by name), READY (they load before
+    the server listens)."""
+    return [{"name": n, "version": MODEL_VERSION, "state": "READY", "reason": ""}
+            for n in names]
 
 
-def check_version(version: str | None) -> None:
-    """404 unless `version` is None (latest) or the one version served."""
-    if version is not None and version != MODEL_VERSION:
-        raise ProtocolError(404, f"unknown version {version!r}: this model has version "
+def check_version(version: str | None, name: str | None = None) -> None:
+    """404 unless `version` is None or '' (latest) or the one version served."""
+    if version and version != MODEL_VERSION:
+        of = f" of model {name!r}" if name is not None else ""
+        raise ProtocolError(404, f"unknown version {version!r}{of}: its only version is "
                                  f"{MODEL_VERSION!r}")
+
+
+def lookup(models: Mapping[str, T], name: str, version: str | None = None) -> T:
+    """The served model `name` (at `version`, None or '' for the latest); 404 naming the
+    served models otherwise."""
+    model = models.get(name)
+    if model is None:
+        raise ProtocolError(404, f"unknown model {name!r}: this server serves "
+                                 f"{', '.join(map(repr, models))}")
+    check_version(version, name)
+    return model

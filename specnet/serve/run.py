@@ -1,15 +1,17 @@
-"""Running the server: uvicorn with specnet's limits, one process or N workers on one port."""
+"""Running the server: uvicorn with specnet's limits, one process or N workers on one port,
+serving one model or a model repository."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import SpecnetError
-from ..runtime import default_threads
-from .app import create_app, load_model
+from ..runtime import Runtime, default_threads
+from .app import create_app, load_models
 from .limits import GuardedHTTP, Limits, configure
 
 CONFIG_ENV = "SPECNET_SERVE_CONFIG"
@@ -41,24 +43,31 @@ def _healthcheck(uvicorn: Any) -> dict[str, Any]:
 def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           threads: int | None = None, limits: Limits | None = None,
           allow_unverified: bool = False, access_log: bool = False,
-          log_level: str = "info") -> None:
+          log_level: str = "info", models: Mapping[str, Runtime] | None = None) -> None:
     """Run the server until interrupted (SIGINT / SIGTERM drain in-flight requests first,
-    for at most `limits.graceful_timeout` seconds). The model is opened (and its
-    verification checked) before anything listens, so a bad model fails fast."""
+    for at most `limits.graceful_timeout` seconds).
+
+    model: an exported model or a model repository (see `serve.repository`). Every model
+    is opened (its verification checked, the memory budget counted over all of them and
+    every worker) before anything listens, so a bad one fails fast. `models`: those
+    models already open (`load_models(model)`), to share them with a gRPC server.
+    """
     import uvicorn
 
     threads = threads or default_threads(workers)
     limits = limits or Limits()
     configure(limits)
-    runtime = load_model(model, allow_unverified=allow_unverified, threads=threads)
+    if models is None:
+        models = load_models(model, allow_unverified=allow_unverified, threads=threads,
+                             copies=workers)
     app: Any = "specnet.serve:app_from_env"
     if workers == 1:
-        app = create_app(runtime, limits=limits)
+        app = create_app(models, limits=limits)
     else:
         os.environ[CONFIG_ENV] = json.dumps({
-            "model": str(Path(runtime.path).resolve()), "allow_unverified": allow_unverified,
+            "model": str(Path(model).resolve()), "allow_unverified": allow_unverified,
             "threads": threads, "limits": limits.as_dict()})
-        del runtime
+    del models
     try:
         uvicorn.run(app, host=host, port=port, workers=workers, factory=workers > 1,
                     access_log=access_log, log_level=log_level, http=GuardedHTTP,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from ..artifact import Artifact
@@ -38,13 +39,13 @@ class Metrics:
         self.duration_sum += seconds
         self.count += 1
 
-    def render(self, art: Artifact) -> str:
-        """Prometheus exposition text (version 0.0.4)."""
+    def render(self, models: Mapping[str, Artifact]) -> str:
+        """Prometheus exposition text (version 0.0.4); `models`: served name -> model."""
         out = [
-            "# HELP specnet_model_info The served model.",
+            "# HELP specnet_model_info The served models.",
             "# TYPE specnet_model_info gauge",
-            f'specnet_model_info{{name="{_esc(art.name)}",task="{art.task}",'
-            f'spec_sha256="{art.spec_sha256}"}} 1',
+            *(f'specnet_model_info{{name="{_esc(name)}",task="{art.task}",'
+              f'spec_sha256="{art.spec_sha256}"}} 1' for name, art in models.items()),
             "# HELP specnet_requests_total Requests answered, by endpoint and status code.",
             "# TYPE specnet_requests_total counter",
         ]

@@ -6,6 +6,9 @@ wraps `exported` in a session fixture; the cache here makes the work happen once
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +26,10 @@ if TYPE_CHECKING:
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 EPOCHS = {"iris": 15, "moons": 6, "diabetes": 8, "digits_cnn": 1}
 """Few epochs: enough for real, distinct weights; the tests check plumbing, not quality."""
+
+PREBUILT = os.environ.get("SPECNET_TEST_EXPORTS")
+"""A folder of exports made beforehand by `python tests/_exports.py FOLDER` (.ci/min-versions:
+exported with the training stack, then served under the serving floors without training)."""
 
 _runs: dict[str, Run] = {}
 _exports: dict[str, Path] = {}
@@ -55,11 +62,14 @@ def trained(name: str) -> Run:
 
 def exported(name: str, factory: pytest.TempPathFactory) -> Path:
     """The export folder of specs/<name>.yaml (built once per session)."""
-    from specnet.export import export_run
-
     if name not in _exports:
         folder = factory.getbasetemp() / "exports" / name
-        export_run(trained(name), folder)
+        if PREBUILT:  # a copy: tests may change the files next to the model
+            shutil.copytree(Path(PREBUILT) / name, folder)
+        else:
+            from specnet.export import export_run
+
+            export_run(trained(name), folder)
         _exports[name] = folder
     return _exports[name]
 
@@ -80,3 +90,13 @@ def torch_model(name: str, noise: float = 0.0) -> nn.Module:
         for p in net.parameters():
             p.add_(noise * torch.randn(p.shape, generator=gen))
     return inference_model(run.spec, net, run.prepared.x_scaler, run.prepared.y_scaler)
+
+
+if __name__ == "__main__":
+    # python tests/_exports.py FOLDER: every model above exported into FOLDER/<name>
+    from specnet.export import export_run
+
+    out = Path(sys.argv[1])
+    for model in EPOCHS:
+        export_run(trained(model), out / model)
+        print(out / model)

@@ -74,9 +74,9 @@ def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, worke
                     timeout_keep_alive=limits.keep_alive,
                     timeout_graceful_shutdown=limits.graceful_timeout, **_healthcheck(uvicorn))
     except SystemExit as exc:
-        # uvicorn logs why it could not start (e.g. the port is taken) and exits with 3,
-        # the code specnet keeps for a failed verification.
-        if exc.code == 3:
+        # uvicorn logs why it could not start (e.g. the port is taken) and exits: with 3 (the
+        # code specnet keeps for a failed verification) from 0.50, with 1 before.
+        if exc.code in (1, 3):
             raise SpecnetError(f"cannot serve on {host}:{port} (see the uvicorn error "
                                "above)") from None
         raise

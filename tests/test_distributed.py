@@ -286,6 +286,7 @@ _LOCAL_SGD = _SPEC.replace("epochs: 16", "epochs: 8").replace(
     "batch_size: 32", "batch_size: 32\n  accumulate: 2\n  local_sgd: {average_every: 4}")
 
 
+@pytest.mark.slow  # three 2-process launches (~1 min): `pytest -m slow`
 def test_local_sgd_with_accumulation_repeats_bit_identically_and_resumes(
         tmp_path: Path) -> None:
     spec = tmp_path / "lsgd.yaml"

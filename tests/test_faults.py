@@ -337,9 +337,10 @@ SWEEP = xor(2000).replace("checkpoint_every: 1", "checkpoint_every: 1000") + \
     "sweep:\n  grid: {optimizer.lr: [0.01, 0.02, 0.03, 0.04]}\n"
 
 
-@pytest.mark.parametrize(("sig", "group", "code"), [(signal.SIGINT, True, 130),
-                                                     (signal.SIGTERM, False, 143)],
-                         ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize(("sig", "group", "code"), [
+    pytest.param(signal.SIGINT, True, 130, id="ctrl-c"),
+    # The same path as Ctrl-C but for the signal number; `pytest -m slow` runs it.
+    pytest.param(signal.SIGTERM, False, 143, id="sigterm", marks=pytest.mark.slow)])
 def test_signal_to_sweep_with_workers(tmp_path: Path, sig: int, group: bool, code: int) -> None:
     (tmp_path / "sw.yaml").write_text(SWEEP)
     before = snapshot(tmp_path)

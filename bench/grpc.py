@@ -1,10 +1,11 @@
-"""gRPC against HTTP JSON, side by side in one run, on one `specnet serve --grpc-port` process.
+"""gRPC against HTTP (binary and JSON tensors), side by side in one run, on one
+`specnet serve --grpc-port` process.
 
 One server process serves both protocols for the same iris model (seeded weights; speed does
 not depend on training), on 127.0.0.1. The clients are the real third-party ones:
 tritonclient.grpc (default arguments: raw tensor bytes) for gRPC, and tritonclient.http with
-JSON tensors (binary_data=False on the input and the output) for HTTP, each client thread
-with its own connection. With 2+ cores the server runs on core 0 and the clients on core 1. Rounds alternate
+its defaults (binary tensor data both ways) and with JSON tensors (binary_data=False on the
+input and the output), each client thread with its own connection. With 2+ cores the server runs on core 0 and the clients on core 1. Rounds alternate
 between the protocols and each one's best round is kept (a shared machine makes single
 rounds noisy). In-process onnxruntime (one thread, on the clients' core) on the same batch is
 the reference. The server's CPU time per request (from /proc) is reported too: it barely
@@ -111,14 +112,17 @@ def _grpc_caller(address: str, rows: np.ndarray) -> Callable[[], Callable[[], No
     return make
 
 
-def _http_caller(url: str, rows: np.ndarray) -> Callable[[], Callable[[], None]]:
+def _http_caller(url: str, rows: np.ndarray, binary: bool = False
+                 ) -> Callable[[], Callable[[], None]]:
+    """tritonclient.http with JSON tensors, or (binary) with its defaults: binary tensor
+    data in the request and the response."""
     import tritonclient.http as th
 
     def make() -> Callable[[], None]:
         client = th.InferenceServerClient(url.removeprefix("http://"), network_timeout=60)
         tensor = th.InferInput("input", list(rows.shape), "FP32")
-        tensor.set_data_from_numpy(rows, binary_data=False)  # a JSON tensor
-        wanted = [th.InferRequestedOutput("probabilities", binary_data=False)]
+        tensor.set_data_from_numpy(rows, binary_data=binary)
+        wanted = [th.InferRequestedOutput("probabilities", binary_data=binary)]
 
         def call() -> None:
             out = client.infer("iris", [tensor], outputs=wanted).as_numpy("probabilities")
@@ -204,6 +208,8 @@ def main() -> None:
         best: dict[str, dict[str, Any]] = {}
         with server(model, pin) as (url, address, pid):
             makers = {"grpc": (_grpc_caller(address, batch), _grpc_caller(address, one)),
+                      "http_binary": (_http_caller(url, batch, True),
+                                      _http_caller(url, one, True)),
                       "http_json": (_http_caller(url, batch), _http_caller(url, one))}
             for rnd in range(args.rounds):
                 ceiling = max(ceiling, in_process(model, batch, seconds=1.0))
@@ -229,7 +235,7 @@ def main() -> None:
                     old = best.get(name)
                     best[name] = {k: (max if k.endswith("per_s") else min)(
                         v, old[k]) if old else v for k, v in got.items()}
-    g, h = best["grpc"], best["http_json"]
+    g, h, b = best["grpc"], best["http_json"], best["http_binary"]
     print(f"\nin-process onnxruntime, 1,000-row batch: {ceiling:,.0f} rows/s")
     print(f"{'':<10} {'rows/s (1,000-row)':>19} {'% of ort':>9} {'1-row req/s':>12} "
           f"{'p50 ms':>7} {'p99 ms':>7} {'server CPU ms/req (1,000 / 1 row)':>34}")
@@ -242,6 +248,11 @@ def main() -> None:
           f"server CPU per 1,000-row request {h['server_ms_cpu_batch'] / g['server_ms_cpu_batch']:.1f}x "
           f"less, per single-row request "
           f"{h['server_ms_cpu_single'] / g['server_ms_cpu_single']:.1f}x less")
+    print(f"gRPC / HTTP binary: {g['rows_per_s'] / b['rows_per_s']:.2f}x rows/s on 1,000-row "
+          f"requests, {g['single_req_per_s'] / b['single_req_per_s']:.2f}x single-row req/s; "
+          f"server CPU per 1,000-row request {b['server_ms_cpu_batch'] / g['server_ms_cpu_batch']:.1f}x "
+          f"less, per single-row request "
+          f"{b['server_ms_cpu_single'] / g['server_ms_cpu_single']:.1f}x less")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"in_process_rows_per_s": ceiling, **best,
                                      "pinned": pin, "clients": args.clients}, indent=2))

@@ -334,7 +334,9 @@ def test_fast_and_careful_csv_paths_give_the_same_rows(iris: Path, body: str,
     art = Runtime(iris, threads=1).artifact
     text = f"{HEADER}\n{body}"
     fast = read_csv(art, text)
-    assert (columnar.rows(art, text) is None) == ("_" in body)  # which path ran
+    # Which path ran: the careful one for underscore digits, or where pyarrow cannot load
+    # (the serving floors' numpy is older than the one pyarrow was built for).
+    assert (columnar.rows(art, text) is None) == ("_" in body or columnar._pyarrow() is None)
     monkeypatch.setattr(columnar, "_pyarrow", lambda: None)  # the base install
     careful = read_csv(art, text)
     np.testing.assert_array_equal(fast, careful)

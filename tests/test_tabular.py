@@ -305,7 +305,8 @@ def test_fast_and_careful_csv_paths_give_the_same_feed(built: Path, body: str,
     art = Runtime(built / "out").artifact
     src = Input("x.csv", "csv", text="customer_id,Age,plan,active,income,extra\n" + body)
     fast, ids = feed_rows(art, src), read_columns(src, ["customer_id", "extra"])
-    if "_" not in body:  # the fast path took it (underscore digits are the careful path's)
+    if "_" not in body and columnar._pyarrow() is not None:  # the fast path took it
+        # (underscore digits are the careful path's)
         assert columnar.feed(art, src.text) is not None
     monkeypatch.setattr(columnar, "_pyarrow", lambda: None)  # the base install
     _feeds_agree(fast, feed_rows(art, src))

@@ -11,7 +11,6 @@ Importing specnet does not import torch; the functions that need it import it th
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from .errors import DataError as DataError
@@ -21,26 +20,23 @@ from .errors import VerificationError as VerificationError
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "compile_spec": (".compile", "compile_spec"),
-    "Spec": (".spec.schema", "Spec"),
-    "Checked": (".spec.validate", "Checked"),
-    "check": (".spec.validate", "check"),
-    "load": (".spec.validate", "load_spec"),
-    "validate": (".spec.validate", "validate"),
-}
+_SPEC_LANGUAGE = ("compile_spec", "Spec", "Checked", "check", "load", "validate")
 """Public names imported on first use: the spec language (pydantic models, the layer
 registry) takes most of a second to import, which `specnet predict` and `specnet serve`
 (and every `python -m specnet.cli` run, which imports this package) do not need."""
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
+    if name not in _SPEC_LANGUAGE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attr = _LAZY[name]
-    value = getattr(importlib.import_module(module, __name__), attr)
-    globals()[name] = value  # once: later lookups find it without this function
-    return value
+    from .compile import compile_spec
+    from .spec.schema import Spec
+    from .spec.validate import Checked, check, load_spec, validate
+
+    names = {"compile_spec": compile_spec, "Spec": Spec, "Checked": Checked, "check": check,
+             "load": load_spec, "validate": validate}
+    globals().update(names)  # once: later lookups find them without this function
+    return names[name]
 
 
 if TYPE_CHECKING:

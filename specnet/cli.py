@@ -91,16 +91,15 @@ def tracking_options(fn: F) -> F:
 def _tracking(tensorboard: Path | None, mlflow_uri: str | None,
               **how: Any) -> Iterator[Trackers]:
     """The trackers a command asked for, closed as failed when the command fails."""
-    from .track import open_trackers
+    from .track import tracking
 
-    trackers = open_trackers(tensorboard=tensorboard, mlflow=mlflow_uri, **how)
-    ok = False
+    opened = False
     try:
-        yield trackers
-        ok = True
+        with tracking(tensorboard=tensorboard, mlflow=mlflow_uri, **how) as trackers:
+            opened = bool(trackers)
+            yield trackers
     finally:
-        trackers.close(ok)
-        if trackers:
+        if opened:
             _tracked(tensorboard, mlflow_uri)
 
 

@@ -372,7 +372,7 @@ def _worker(spec: str, run_dir: str, resume: bool, quiet: bool, threads: int | N
             ) -> dict[str, Any] | None:
     """One rank of `launch`: train and return the metrics (rank 0) or None. Rank 0 alone
     logs to the trackers asked for (`--tensorboard`, `--mlflow`)."""
-    from .track import open_trackers
+    from .track import tracking
     from .trainer import train
 
     writer = is_writer()
@@ -381,18 +381,12 @@ def _worker(spec: str, run_dir: str, resume: bool, quiet: bool, threads: int | N
         from .spec.validate import load_spec
 
         checked = load_spec(spec).spec
-    trackers = open_trackers(name=checked.name if checked else "", run_name="train",
-                             tensorboard=tensorboard if checked else None,
-                             mlflow=mlflow if checked else None, spec=checked)
-    ok = False
-    try:
+    with tracking(name=checked.name if checked else "", run_name="train",
+                  tensorboard=tensorboard if checked else None,
+                  mlflow=mlflow if checked else None, spec=checked) as trackers:
         run = train(spec, run_dir, resume=resume, quiet=quiet or not writer, threads=threads,
                     callbacks=[trackers])
-        if writer:
-            trackers.run_done(run)
-        ok = True
-    finally:
-        trackers.close(ok)
+        trackers.run_done(run)  # nothing to log on other ranks: no trackers there
     return run.metrics if writer else None
 
 

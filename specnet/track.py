@@ -8,6 +8,7 @@ command (a run, an export, a sweep). Both writers are optional extras, imported 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -312,3 +313,16 @@ def open_trackers(*, name: str, run_name: str, tensorboard: str | Path | None = 
             params = flatten(spec.model_dump(mode="json", exclude_none=True))
         found.append(MLflowTracker(mlflow, name, run_name, params))
     return Trackers(found)
+
+
+@contextlib.contextmanager
+def tracking(**how: Any) -> Iterator[Trackers]:
+    """`open_trackers(**how)` for the length of a block, closed as failed (`FAILED` in
+    MLflow) when the block raises."""
+    trackers = open_trackers(**how)
+    ok = False
+    try:
+        yield trackers
+        ok = True
+    finally:
+        trackers.close(ok)
